@@ -1,0 +1,678 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kb-labs/sandbox/internal/units"
+)
+
+// Config configures a Runner. It is a plain value: New validates it once,
+// copies it, and never reads the caller's copy again. Every zero value means
+// the documented default (DESIGN.md section 7); "unlimited" is explicit
+// (Unlimited for sizes, counts and durations).
+//
+// The JSON and YAML names of the fields are the config file schema of
+// `sandbox run --config` and `sandbox serve --config`.
+type Config struct {
+	Mode        Mode           `json:"mode,omitempty" yaml:"mode"`
+	BestEffort  bool           `json:"bestEffort,omitempty" yaml:"bestEffort"`
+	Execution   Execution      `json:"execution" yaml:"execution"`
+	Permissions Permissions    `json:"permissions" yaml:"permissions"`
+	Security    Security       `json:"security" yaml:"security"`
+	Protocol    ProtocolConfig `json:"protocol" yaml:"protocol"`
+	Monitoring  Monitoring     `json:"monitoring" yaml:"monitoring"`
+	WASM        WASMConfig     `json:"wasm" yaml:"wasm"`
+	Pool        PoolConfig     `json:"pool" yaml:"pool"`
+	Server      ServerConfig   `json:"server" yaml:"server"`
+
+	// Observers receive the lifecycle hooks of every run of the Runner.
+	Observers []Observer `json:"-" yaml:"-"`
+}
+
+// Mode selects the execution strategy of a Runner.
+type Mode string
+
+const (
+	// Subprocess runs every handler in a fresh isolated process tree (default).
+	Subprocess Mode = "subprocess"
+	// InProcess runs Go functions (trusted) and WebAssembly modules
+	// (untrusted, isolated by the WASM runtime) in the caller's process.
+	InProcess Mode = "inprocess"
+)
+
+// Execution holds the resource limits of one run.
+type Execution struct {
+	Timeout      Duration `json:"timeout,omitempty" yaml:"timeout"`           // wall clock; default 30s
+	Grace        Duration `json:"grace,omitempty" yaml:"grace"`               // SIGTERM to SIGKILL; default 5s
+	CPUTime      Duration `json:"cpuTime,omitempty" yaml:"cpuTime"`           // all processes together; default unlimited
+	CPUs         CPUs     `json:"cpus,omitempty" yaml:"cpus"`                 // quota in cores; default unlimited
+	Memory       Size     `json:"memory,omitempty" yaml:"memory"`             // swap included; default 512MiB
+	Pids         Count    `json:"pids,omitempty" yaml:"pids"`                 // processes + threads; default 128
+	MaxOutput    Size     `json:"maxOutput,omitempty" yaml:"maxOutput"`       // per stream; default 1MiB
+	MaxFileSize  Size     `json:"maxFileSize,omitempty" yaml:"maxFileSize"`   // default 64MiB
+	MaxOpenFiles Count    `json:"maxOpenFiles,omitempty" yaml:"maxOpenFiles"` // default 256
+}
+
+// Permissions holds the security controls a run is allowed.
+type Permissions struct {
+	Env        EnvPolicy  `json:"env" yaml:"env"`
+	Filesystem Filesystem `json:"filesystem" yaml:"filesystem"`
+	Network    Network    `json:"network,omitempty" yaml:"network"`
+	Hostname   string     `json:"hostname,omitempty" yaml:"hostname"`
+}
+
+// EnvPolicy: the host environment is never inherited. Allow names host
+// variables to pass (exact names or PREFIX_* globs); Set adds settings.
+type EnvPolicy struct {
+	Allow []string          `json:"allow,omitempty" yaml:"allow"`
+	Set   map[string]string `json:"set,omitempty" yaml:"set"`
+}
+
+// Filesystem describes what the run sees besides the minimal root.
+type Filesystem struct {
+	Workdir       string       `json:"workdir,omitempty" yaml:"workdir"` // host dir at /workspace; "" = fresh tmpfs
+	WorkspaceSize Size         `json:"workspaceSize,omitempty" yaml:"workspaceSize"`
+	Outdir        string       `json:"outdir,omitempty" yaml:"outdir"` // host dir at /out
+	ReadOnly      []Mount      `json:"readOnly,omitempty" yaml:"readOnly"`
+	ReadWrite     []Mount      `json:"readWrite,omitempty" yaml:"readWrite"`
+	Tmpfs         []TmpfsMount `json:"tmpfs,omitempty" yaml:"tmpfs"`
+	// AllowSockets permits user mounts whose tree holds unix sockets (a
+	// read-only bind does not stop connect()).
+	AllowSockets bool `json:"allowSockets,omitempty" yaml:"allowSockets"`
+}
+
+// Mount binds a host path into the sandbox; Target defaults to Source.
+type Mount struct {
+	Source string `json:"source" yaml:"source"`
+	Target string `json:"target,omitempty" yaml:"target"`
+}
+
+// TmpfsMount is a size-limited tmpfs; a target of /tmp replaces the default /tmp.
+type TmpfsMount struct {
+	Target string `json:"target" yaml:"target"`
+	Size   Size   `json:"size,omitempty" yaml:"size"`
+}
+
+// Network is the network a run gets.
+type Network string
+
+const (
+	NetworkNone     Network = "none"     // own namespace, nothing up (default)
+	NetworkLoopback Network = "loopback" // own namespace, lo up
+	NetworkHost     Network = "host"     // the host's network: explicit opt-in
+)
+
+// Security switches the hardening layers. Turning one off is explicit and
+// reported in Result.Isolation.
+type Security struct {
+	Seccomp     *bool       `json:"seccomp,omitempty" yaml:"seccomp"`   // default true
+	Landlock    *bool       `json:"landlock,omitempty" yaml:"landlock"` // default true
+	OnViolation OnViolation `json:"onViolation,omitempty" yaml:"onViolation"`
+	HostIDBase  int         `json:"hostIdBase,omitempty" yaml:"hostIdBase"` // default 100000
+}
+
+// OnViolation says what a denied system call does.
+type OnViolation string
+
+const (
+	ViolationErrno OnViolation = "errno" // the call fails with EPERM (default)
+	ViolationKill  OnViolation = "kill"  // the run ends as StatusViolation
+)
+
+// ProtocolConfig bounds the handler protocol (DESIGN.md section 6).
+type ProtocolConfig struct {
+	MaxMessageBytes  Size     `json:"maxMessageBytes,omitempty" yaml:"maxMessageBytes"`   // default 16MiB
+	HandshakeTimeout Duration `json:"handshakeTimeout,omitempty" yaml:"handshakeTimeout"` // default 10s
+}
+
+// Monitoring controls what a Result carries.
+type Monitoring struct {
+	CollectLogs   *bool `json:"collectLogs,omitempty" yaml:"collectLogs"` // default true
+	LogBufferSize Size  `json:"logBufferSize,omitempty" yaml:"logBufferSize"`
+	CollectTraces bool  `json:"collectTraces,omitempty" yaml:"collectTraces"`
+}
+
+// WASMConfig configures the in-process WebAssembly runner.
+type WASMConfig struct {
+	CacheDir      string `json:"cacheDir,omitempty" yaml:"cacheDir"`
+	Deterministic bool   `json:"deterministic,omitempty" yaml:"deterministic"`
+}
+
+// PoolConfig: warm sandboxes kept ready (0 = none).
+type PoolConfig struct {
+	Size int `json:"size,omitempty" yaml:"size"`
+}
+
+// ServerConfig configures `sandbox serve`.
+type ServerConfig struct {
+	Listen           string    `json:"listen,omitempty" yaml:"listen"`
+	TokenFile        string    `json:"tokenFile,omitempty" yaml:"tokenFile"`
+	MaxConcurrency   int       `json:"maxConcurrency,omitempty" yaml:"maxConcurrency"`
+	MaxQueue         int       `json:"maxQueue,omitempty" yaml:"maxQueue"`
+	MaxBodyBytes     Size      `json:"maxBodyBytes,omitempty" yaml:"maxBodyBytes"`
+	AllowHostNetwork bool      `json:"allowHostNetwork,omitempty" yaml:"allowHostNetwork"`
+	EnvAllowCeiling  []string  `json:"envAllowCeiling,omitempty" yaml:"envAllowCeiling"`
+	Defaults         Execution `json:"defaults" yaml:"defaults"`
+	Ceilings         Execution `json:"ceilings" yaml:"ceilings"`
+}
+
+// Unlimited, as a Size, Count or Duration, means no limit.
+const Unlimited = units.Unlimited
+
+// Size is a number of bytes. In config files and flags it is written as
+// bytes or with K/KiB, M/MiB, G/GiB (1024-based) or KB, MB, GB (1000-based),
+// or "unlimited".
+type Size int64
+
+// Common sizes.
+const (
+	KiB Size = 1 << 10
+	MiB Size = 1 << 20
+	GiB Size = 1 << 30
+)
+
+func (s Size) String() string { return units.FormatSize(int64(s)) }
+
+// ParseSize parses a size as written in flags and config files.
+func ParseSize(text string) (Size, error) {
+	n, err := units.ParseSize(text)
+	return Size(n), err
+}
+
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	*s = v
+	return err
+}
+
+func (s *Size) UnmarshalJSON(b []byte) error {
+	if n, ok := jsonNumber(b); ok {
+		if n < 0 || n != float64(int64(n)) {
+			return fmt.Errorf("want a size such as 512MiB or a whole number of bytes, or \"unlimited\"; got %s", b)
+		}
+		*s = Size(n)
+		return nil
+	}
+	var text string
+	if err := json.Unmarshal(b, &text); err != nil {
+		return fmt.Errorf("want a size such as 512MiB, or \"unlimited\"; got %s", b)
+	}
+	return s.UnmarshalText([]byte(text))
+}
+
+// Duration is a time span written as 500ms, 2s, 1m, or "unlimited".
+type Duration time.Duration
+
+func (d Duration) String() string { return units.FormatDuration(time.Duration(d)) }
+
+// ParseDuration parses a duration as written in flags and config files.
+func ParseDuration(text string) (Duration, error) {
+	v, err := units.ParseDuration(text)
+	return Duration(v), err
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	*d = v
+	return err
+}
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var text string
+	if err := json.Unmarshal(b, &text); err != nil {
+		return fmt.Errorf("want a duration such as 500ms, 2s or 1m, or \"unlimited\"; got %s", b)
+	}
+	return d.UnmarshalText([]byte(text))
+}
+
+// Count is a number of things (processes, open files), or Unlimited.
+type Count int64
+
+func (c Count) String() string {
+	if c == Unlimited {
+		return "unlimited"
+	}
+	return strconv.FormatInt(int64(c), 10)
+}
+
+// ParseCount parses a non-negative whole number or "unlimited".
+func ParseCount(text string) (Count, error) {
+	n, err := units.ParseCount(text)
+	return Count(n), err
+}
+
+func (c Count) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+func (c *Count) UnmarshalText(b []byte) error {
+	v, err := ParseCount(string(b))
+	*c = v
+	return err
+}
+
+func (c *Count) UnmarshalJSON(b []byte) error {
+	if n, ok := jsonNumber(b); ok {
+		if n < 0 || n != float64(int64(n)) {
+			return fmt.Errorf("want a whole number >= 0 or \"unlimited\"; got %s", b)
+		}
+		*c = Count(n)
+		return nil
+	}
+	var text string
+	if err := json.Unmarshal(b, &text); err != nil {
+		return fmt.Errorf("want a whole number or \"unlimited\"; got %s", b)
+	}
+	return c.UnmarshalText([]byte(text))
+}
+
+// CPUs is a CPU quota in cores (0.5 = half a core), or Unlimited.
+type CPUs float64
+
+func (c CPUs) String() string {
+	if c == Unlimited {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(float64(c), 'f', -1, 64)
+}
+
+// ParseCPUs parses a positive number of cores or "unlimited".
+func ParseCPUs(text string) (CPUs, error) {
+	text = strings.TrimSpace(text)
+	if text == "unlimited" {
+		return Unlimited, nil
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil || f < 0 || f > 4096 || f != f {
+		return 0, fmt.Errorf("want a number of cores such as 0.5 or 2, or \"unlimited\"; got %q", text)
+	}
+	return CPUs(f), nil
+}
+
+func (c CPUs) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+func (c *CPUs) UnmarshalText(b []byte) error {
+	v, err := ParseCPUs(string(b))
+	*c = v
+	return err
+}
+
+func (c *CPUs) UnmarshalJSON(b []byte) error {
+	if n, ok := jsonNumber(b); ok {
+		return c.UnmarshalText([]byte(strconv.FormatFloat(n, 'f', -1, 64)))
+	}
+	var text string
+	if err := json.Unmarshal(b, &text); err != nil {
+		return fmt.Errorf("want a number of cores such as 0.5, or \"unlimited\"; got %s", b)
+	}
+	return c.UnmarshalText([]byte(text))
+}
+
+func jsonNumber(b []byte) (float64, bool) {
+	s := strings.TrimSpace(string(b))
+	if s == "" || s[0] == '"' {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil
+}
+
+// Bool returns a pointer to b, for the optional switches of Config.
+func Bool(b bool) *bool { return &b }
+
+// Defaults of DESIGN.md section 7.
+const (
+	DefaultTimeout       = Duration(30 * time.Second)
+	DefaultGrace         = Duration(5 * time.Second)
+	DefaultMemory        = 512 * MiB
+	DefaultPids          = Count(128)
+	DefaultMaxOutput     = 1 * MiB
+	DefaultMaxFileSize   = 64 * MiB
+	DefaultMaxOpenFiles  = Count(256)
+	DefaultWorkspaceSize = 256 * MiB
+	DefaultTmpSize       = 64 * MiB
+	DefaultHostIDBase    = 100000
+	DefaultMaxMessage    = 16 * MiB
+	DefaultHandshake     = Duration(10 * time.Second)
+	DefaultLogBuffer     = 1 * MiB
+	DefaultHostname      = "sandbox"
+)
+
+// ConfigError is a bad configuration value. Field is the dotted config path
+// (execution.memory) and Want the accepted form.
+type ConfigError struct {
+	Field string
+	Value string
+	Want  string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("config %s: %s", e.Field, e.Want)
+	}
+	return fmt.Sprintf("config %s: %s; got %q", e.Field, e.Want, e.Value)
+}
+
+// withDefaults returns a deep-enough copy of c with every zero value replaced
+// by its default. Explicit Unlimited values are kept.
+func (c Config) withDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = Subprocess
+	}
+	c.Execution = c.Execution.withDefaults()
+	p := &c.Permissions
+	if p.Network == "" {
+		p.Network = NetworkNone
+	}
+	if p.Hostname == "" {
+		p.Hostname = DefaultHostname
+	}
+	if p.Filesystem.WorkspaceSize == 0 {
+		p.Filesystem.WorkspaceSize = DefaultWorkspaceSize
+	}
+	p.Env.Allow = append([]string(nil), p.Env.Allow...)
+	set := make(map[string]string, len(p.Env.Set))
+	for k, v := range p.Env.Set {
+		set[k] = v
+	}
+	p.Env.Set = set
+	p.Filesystem.ReadOnly = append([]Mount(nil), p.Filesystem.ReadOnly...)
+	p.Filesystem.ReadWrite = append([]Mount(nil), p.Filesystem.ReadWrite...)
+	p.Filesystem.Tmpfs = append([]TmpfsMount(nil), p.Filesystem.Tmpfs...)
+	s := &c.Security
+	if s.Seccomp == nil {
+		s.Seccomp = Bool(true)
+	} else {
+		s.Seccomp = Bool(*s.Seccomp)
+	}
+	if s.Landlock == nil {
+		s.Landlock = Bool(true)
+	} else {
+		s.Landlock = Bool(*s.Landlock)
+	}
+	if s.OnViolation == "" {
+		s.OnViolation = ViolationErrno
+	}
+	if s.HostIDBase == 0 {
+		s.HostIDBase = DefaultHostIDBase
+	}
+	if c.Protocol.MaxMessageBytes == 0 {
+		c.Protocol.MaxMessageBytes = DefaultMaxMessage
+	}
+	if c.Protocol.HandshakeTimeout == 0 {
+		c.Protocol.HandshakeTimeout = DefaultHandshake
+	}
+	if c.Monitoring.CollectLogs == nil {
+		c.Monitoring.CollectLogs = Bool(true)
+	} else {
+		c.Monitoring.CollectLogs = Bool(*c.Monitoring.CollectLogs)
+	}
+	if c.Monitoring.LogBufferSize == 0 {
+		c.Monitoring.LogBufferSize = DefaultLogBuffer
+	}
+	c.Observers = append([]Observer(nil), c.Observers...)
+	return c
+}
+
+func (e Execution) withDefaults() Execution {
+	if e.Timeout == 0 {
+		e.Timeout = DefaultTimeout
+	}
+	if e.Grace == 0 {
+		e.Grace = DefaultGrace
+	}
+	if e.CPUTime == 0 {
+		e.CPUTime = Unlimited
+	}
+	if e.CPUs == 0 {
+		e.CPUs = Unlimited
+	}
+	if e.Memory == 0 {
+		e.Memory = DefaultMemory
+	}
+	if e.Pids == 0 {
+		e.Pids = DefaultPids
+	}
+	if e.MaxOutput == 0 {
+		e.MaxOutput = DefaultMaxOutput
+	}
+	if e.MaxFileSize == 0 {
+		e.MaxFileSize = DefaultMaxFileSize
+	}
+	if e.MaxOpenFiles == 0 {
+		e.MaxOpenFiles = DefaultMaxOpenFiles
+	}
+	return e
+}
+
+// validate checks a config that has its defaults applied.
+func (c *Config) validate() error {
+	switch c.Mode {
+	case Subprocess, InProcess:
+	default:
+		return &ConfigError{"mode", string(c.Mode), `want "subprocess" or "inprocess"`}
+	}
+	if err := c.Execution.validate("execution"); err != nil {
+		return err
+	}
+	if c.Mode == InProcess && c.Execution.Pids != DefaultPids {
+		// Nothing in-process can count processes: refusing beats pretending.
+		return &ConfigError{"execution.pids", c.Execution.Pids.String(), "in-process mode cannot enforce a process limit; remove it or use subprocess mode"}
+	}
+	p := c.Permissions
+	switch p.Network {
+	case NetworkNone, NetworkLoopback, NetworkHost:
+	default:
+		return &ConfigError{"permissions.network", string(p.Network), `want "none", "loopback" or "host"`}
+	}
+	if c.Mode == InProcess && p.Network != NetworkNone {
+		return &ConfigError{"permissions.network", string(p.Network), `in-process mode has no network; want "none"`}
+	}
+	if !validHostname(p.Hostname) {
+		return &ConfigError{"permissions.hostname", p.Hostname, "want a hostname of letters, digits, '-' and '.', at most 64 characters"}
+	}
+	for i, a := range p.Env.Allow {
+		if !validEnvPattern(a) {
+			return &ConfigError{fmt.Sprintf("permissions.env.allow[%d]", i), a, "want a variable name (A-Z, a-z, 0-9, _) or a PREFIX_* glob"}
+		}
+	}
+	for k := range p.Env.Set {
+		if !validEnvName(k) {
+			return &ConfigError{"permissions.env.set", k, "want variable names of A-Z, a-z, 0-9 and _, not starting with a digit"}
+		}
+	}
+	fs := p.Filesystem
+	if err := checkSize("permissions.filesystem.workspaceSize", fs.WorkspaceSize, false); err != nil {
+		return err
+	}
+	for _, d := range []struct{ name, val string }{{"workdir", fs.Workdir}, {"outdir", fs.Outdir}} {
+		if d.val != "" && !path.IsAbs(d.val) {
+			return &ConfigError{"permissions.filesystem." + d.name, d.val, "want an absolute host path (the CLI makes relative paths absolute)"}
+		}
+	}
+	for _, list := range []struct {
+		name   string
+		mounts []Mount
+	}{{"readOnly", fs.ReadOnly}, {"readWrite", fs.ReadWrite}} {
+		for i, m := range list.mounts {
+			field := fmt.Sprintf("permissions.filesystem.%s[%d]", list.name, i)
+			if !path.IsAbs(m.Source) {
+				return &ConfigError{field + ".source", m.Source, "want an absolute host path"}
+			}
+			if m.Target != "" && !path.IsAbs(m.Target) {
+				return &ConfigError{field + ".target", m.Target, "want an absolute path inside the sandbox"}
+			}
+		}
+	}
+	for i, t := range fs.Tmpfs {
+		field := fmt.Sprintf("permissions.filesystem.tmpfs[%d]", i)
+		if !path.IsAbs(t.Target) {
+			return &ConfigError{field + ".target", t.Target, "want an absolute path inside the sandbox"}
+		}
+		if err := checkSize(field+".size", t.Size, true); err != nil {
+			return err
+		}
+	}
+	switch c.Security.OnViolation {
+	case ViolationErrno, ViolationKill:
+	default:
+		return &ConfigError{"security.onViolation", string(c.Security.OnViolation), `want "errno" or "kill"`}
+	}
+	if b := c.Security.HostIDBase; b < 1 || b > 1<<31-70000 {
+		return &ConfigError{"security.hostIdBase", strconv.Itoa(b), "want a host uid/gid base between 1 and 2147413647 (ids base and base+1000 are used)"}
+	}
+	if err := checkSize("protocol.maxMessageBytes", c.Protocol.MaxMessageBytes, false); err != nil {
+		return err
+	}
+	if c.Protocol.MaxMessageBytes < 1024 {
+		return &ConfigError{"protocol.maxMessageBytes", c.Protocol.MaxMessageBytes.String(), "want at least 1KiB"}
+	}
+	if c.Protocol.HandshakeTimeout < 0 {
+		return &ConfigError{"protocol.handshakeTimeout", c.Protocol.HandshakeTimeout.String(), "want a positive duration such as 10s"}
+	}
+	if err := checkSize("monitoring.logBufferSize", c.Monitoring.LogBufferSize, false); err != nil {
+		return err
+	}
+	if c.Pool.Size < 0 || c.Pool.Size > 1024 {
+		return &ConfigError{"pool.size", strconv.Itoa(c.Pool.Size), "want a number of warm sandboxes between 0 and 1024"}
+	}
+	return nil
+}
+
+func (e Execution) validate(prefix string) error {
+	for _, d := range []struct {
+		name      string
+		v         Duration
+		unlimited bool
+	}{{"timeout", e.Timeout, true}, {"grace", e.Grace, false}, {"cpuTime", e.CPUTime, true}} {
+		if d.v < 0 && (d.v != Unlimited || !d.unlimited) {
+			want := "want a positive duration such as 500ms, 2s or 1m"
+			if d.unlimited {
+				want += `, or "unlimited"`
+			}
+			return &ConfigError{prefix + "." + d.name, d.v.String(), want}
+		}
+	}
+	if e.CPUs < 0 && e.CPUs != Unlimited {
+		return &ConfigError{prefix + ".cpus", e.CPUs.String(), `want a number of cores such as 0.5, or "unlimited"`}
+	}
+	if e.CPUs > 0 && e.CPUs < 0.01 {
+		return &ConfigError{prefix + ".cpus", e.CPUs.String(), "want at least 0.01 cores"}
+	}
+	for _, s := range []struct {
+		name string
+		v    Size
+	}{{"memory", e.Memory}, {"maxOutput", e.MaxOutput}, {"maxFileSize", e.MaxFileSize}} {
+		if err := checkSize(prefix+"."+s.name, s.v, true); err != nil {
+			return err
+		}
+	}
+	if e.Memory > 0 && e.Memory < 4*MiB {
+		return &ConfigError{prefix + ".memory", e.Memory.String(), "want at least 4MiB"}
+	}
+	for _, c := range []struct {
+		name string
+		v    Count
+	}{{"pids", e.Pids}, {"maxOpenFiles", e.MaxOpenFiles}} {
+		if c.v < 0 && c.v != Unlimited {
+			return &ConfigError{prefix + "." + c.name, c.v.String(), `want a whole number >= 1, or "unlimited"`}
+		}
+	}
+	if e.MaxOpenFiles > 0 && e.MaxOpenFiles < 16 {
+		return &ConfigError{prefix + ".maxOpenFiles", e.MaxOpenFiles.String(), "want at least 16 (the runtimes need a few descriptors)"}
+	}
+	return nil
+}
+
+func checkSize(field string, v Size, unlimited bool) error {
+	if v >= 0 || (v == Unlimited && unlimited) {
+		return nil
+	}
+	want := "want a size such as 512MiB, 64KB or 1048576"
+	if unlimited {
+		want += `, or "unlimited"`
+	}
+	return &ConfigError{field, v.String(), want}
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 64 {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func validEnvName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func validEnvPattern(p string) bool {
+	if prefix, ok := strings.CutSuffix(p, "*"); ok {
+		return prefix != "" && validEnvName(prefix)
+	}
+	return validEnvName(p)
+}
+
+// resolveEnv builds a run's environment: the base, then allowed host
+// variables, then settings. The host environment is never inherited whole.
+func resolveEnv(policy EnvPolicy, extra map[string]string) []string {
+	env := map[string]string{
+		"PATH":   "/usr/local/bin:/usr/bin:/bin",
+		"HOME":   "/workspace",
+		"TMPDIR": "/tmp",
+		"LANG":   "C.UTF-8",
+	}
+	for _, kv := range os.Environ() {
+		name, value, _ := strings.Cut(kv, "=")
+		if envAllowed(policy.Allow, name) {
+			env[name] = value
+		}
+	}
+	for k, v := range policy.Set {
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func envAllowed(allow []string, name string) bool {
+	for _, a := range allow {
+		if prefix, ok := strings.CutSuffix(a, "*"); ok {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		} else if a == name {
+			return true
+		}
+	}
+	return false
+}

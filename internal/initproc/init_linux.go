@@ -1,0 +1,461 @@
+package initproc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kb-labs/sandbox/internal/landlock"
+	"github.com/kb-labs/sandbox/internal/mount"
+	"github.com/kb-labs/sandbox/internal/seccomp"
+	"github.com/kb-labs/sandbox/internal/spec"
+)
+
+// MaybeRun becomes the sandbox init and never returns when this process was
+// started as one; otherwise it returns at once. Call it first in main.
+func MaybeRun() {
+	if len(os.Args) == 0 || os.Args[0] != spec.Argv0 {
+		return
+	}
+	typ, err := unix.GetsockoptInt(spec.ChannelFD, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil || typ != unix.SOCK_SEQPACKET {
+		fmt.Fprintln(os.Stderr, "sandbox-init: not started by a sandbox supervisor (no set-up channel on fd 3)")
+		os.Exit(125)
+	}
+	// The main goroutine keeps the main thread, so the locked forking
+	// goroutine never runs there: a locked goroutine that exits on the main
+	// thread wedges it instead of ending it, and the program would stay
+	// traced.
+	runtime.LockOSThread()
+	os.Exit(run())
+}
+
+type initState struct {
+	conn  *spec.Conn
+	root  *mount.Root
+	prog  int // program pid (inside), 0 before start
+	msgs  chan spec.Message
+	errs  chan error
+	goCh  chan struct{}
+	plan  *mount.Plan
+	abi   int
+	notes []string
+}
+
+func run() int {
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	unix.CloseOnExec(spec.ChannelFD)
+	closeStrayFDs()
+	s := &initState{conn: spec.NewConn(spec.ChannelFD), goCh: make(chan struct{})}
+	// Signals are not for the init itself: the supervisor forwards them as
+	// messages. SIGCHLD wakes the reaper.
+	signalsIgnore()
+	for {
+		m, fds, err := s.conn.Recv(4)
+		if err != nil {
+			return 125
+		}
+		switch m.Kind {
+		case spec.KindPrepare:
+			closeAll(fds)
+			if err := s.prepare(m.Prepare); err != nil {
+				s.fail(err)
+				return 125
+			}
+			s.reply(spec.Reply{Step: "prepared"})
+		case spec.KindExec:
+			code := s.exec(m.Exec, fds)
+			return code
+		default:
+			closeAll(fds)
+			s.fail(&spec.StepError{Step: "protocol", Err: "unexpected message " + string(m.Kind)})
+			return 125
+		}
+	}
+}
+
+func (s *initState) reply(r spec.Reply, fds ...int) {
+	s.conn.Send(spec.Message{Kind: spec.KindReply, Reply: &r}, fds...)
+}
+
+func (s *initState) fail(err error) {
+	r := spec.Reply{Step: "setup", Err: err.Error()}
+	var se *spec.StepError
+	var me *mount.StepError
+	var errno unix.Errno
+	switch {
+	case errors.As(err, &se):
+		r.Step, r.Err, r.Errno = se.Step, se.Err, se.Errno
+	case errors.As(err, &me):
+		r.Step, r.Err = me.Step, me.Err.Error()
+	}
+	if r.Errno == 0 && errors.As(err, &errno) {
+		r.Errno = int(errno)
+	}
+	s.reply(r)
+}
+
+func stepErr(step string, err error) error {
+	e := &spec.StepError{Step: step, Err: err.Error()}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		e.Errno = int(errno)
+	}
+	return e
+}
+
+// prepare is phase 1: everything known before the command.
+func (s *initState) prepare(p *spec.Prepare) error {
+	if p == nil {
+		return stepErr("prepare", errors.New("empty prepare message"))
+	}
+	if err := unix.Sethostname([]byte(p.Hostname)); err != nil {
+		return stepErr("sethostname", err)
+	}
+	if p.Loopback {
+		if err := loopbackUp(); err != nil {
+			return stepErr("loopback", err)
+		}
+	}
+	// Per-user-namespace limits, written through the host's /proc before it
+	// goes away: they apply to the namespace of the writer, this one.
+	limits := map[string]int{"max_user_namespaces": 0}
+	if p.InotifyInstances > 0 {
+		limits["max_inotify_instances"] = p.InotifyInstances
+	}
+	if p.InotifyWatches > 0 {
+		limits["max_inotify_watches"] = p.InotifyWatches
+	}
+	for name, v := range limits {
+		if err := os.WriteFile("/proc/sys/user/"+name, []byte(strconv.Itoa(v)), 0); err != nil {
+			return stepErr("userns-limit "+name, err)
+		}
+	}
+	var plan mount.Plan
+	if err := json.Unmarshal(p.Mounts, &plan); err != nil {
+		return stepErr("mount-plan", err)
+	}
+	root, err := mount.Prepare(&plan)
+	if err != nil {
+		return err
+	}
+	s.root, s.plan = root, &plan
+	return nil
+}
+
+// exec is phase 2 and the life of the run; it returns the init's exit code.
+func (s *initState) exec(e *spec.Exec, fds []int) int {
+	defer closeAll(fds)
+	if e == nil || s.root == nil {
+		s.fail(stepErr("exec", errors.New("exec before prepare")))
+		return 125
+	}
+	want := 3
+	if e.IPC {
+		want = 4
+	}
+	if len(fds) != want {
+		s.fail(stepErr("exec", fmt.Errorf("got %d descriptors, want %d", len(fds), want)))
+		return 125
+	}
+	plan := *s.plan
+	if len(e.RunMounts) > 0 {
+		var run mount.Plan
+		if err := json.Unmarshal(e.RunMounts, &run); err != nil {
+			s.fail(stepErr("mount-plan", err))
+			return 125
+		}
+		plan.Run = run.Run
+	}
+	if err := s.root.Finish(&plan); err != nil {
+		s.fail(err)
+		return 125
+	}
+	s.root = nil
+	if err := mount.VerifyCwd(e.Dir); err != nil {
+		s.fail(stepErr("chdir", err))
+		return 125
+	}
+	for _, rl := range e.Rlimits {
+		if err := setrlimit(rl); err != nil {
+			s.fail(stepErr("rlimit "+strconv.Itoa(rl.Resource), err))
+			return 125
+		}
+	}
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(e.OOMScoreAdj)), 0); err != nil {
+		s.fail(stepErr("oom_score_adj", err))
+		return 125
+	}
+
+	started := make(chan startResult, 1)
+	go s.startProgram(e, fds, started)
+	st := <-started
+	if st.err != nil {
+		s.fail(st.err)
+		return 125
+	}
+	s.prog = st.pid
+	r := spec.Reply{Step: "stopped", Pid: st.pid, LandlockABI: st.abi, Listener: st.listener >= 0, Notes: st.notes}
+	if st.listener >= 0 {
+		s.reply(r, st.listener)
+		unix.Close(st.listener)
+	} else {
+		s.reply(r)
+	}
+	closeAll(fds)
+	fds = nil
+	return s.supervise(st.release)
+}
+
+type startResult struct {
+	pid      int
+	abi      int
+	listener int
+	notes    []string
+	err      error
+	release  chan struct{}
+}
+
+// startProgram runs on its own locked thread: every per-thread protection is
+// applied here, the program is forked from this thread and inherits them, and
+// the thread ends (never unlocked) once the supervisor has placed the program
+// in its cgroups — which releases the program from its ptrace stop.
+func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult) {
+	runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
+	res := startResult{listener: -1, release: make(chan struct{})}
+	fail := func(err error) {
+		res.err = err
+		out <- res
+	}
+	if err := seccomp.SetNoNewPrivs(); err != nil {
+		fail(stepErr("no_new_privs", err))
+		return
+	}
+	if e.Landlock != nil {
+		lr, err := landlock.Apply(landlock.Rules{ReadOnly: e.Landlock.ReadOnly, ReadExec: e.Landlock.ReadExec, ReadWrite: e.Landlock.ReadWrite,
+			ScopeSignals: true, ScopeAbstractUnix: true}, e.Landlock.BestEffort)
+		if err != nil {
+			fail(stepErr("landlock", err))
+			return
+		}
+		res.abi = lr.ABI
+		for _, d := range lr.Dropped {
+			res.notes = append(res.notes, "landlock: "+d)
+		}
+	}
+	if err := dropBoundingSet(); err != nil {
+		fail(stepErr("capabilities", err))
+		return
+	}
+	if e.Seccomp != nil {
+		arch, err := seccomp.Native()
+		if err != nil {
+			fail(stepErr("seccomp", err))
+			return
+		}
+		opts := seccomp.Options{Notify: e.Seccomp.Notify, TraceMe: true}
+		if e.Seccomp.Kill {
+			opts.OnViolation = seccomp.Kill
+		}
+		prog, err := seccomp.Build(arch, opts)
+		if err != nil {
+			fail(stepErr("seccomp", err))
+			return
+		}
+		flags := seccomp.FlagTSync
+		if e.Seccomp.Notify && !e.Seccomp.Kill {
+			flags |= seccomp.FlagNewListener
+		}
+		l, err := seccomp.Install(prog, flags)
+		if err != nil {
+			fail(stepErr("seccomp", err))
+			return
+		}
+		if flags&seccomp.FlagNewListener != 0 {
+			res.listener = l
+		}
+	}
+	path, err := lookPath(e.Argv[0], e.Env)
+	if err != nil {
+		fail(err)
+		return
+	}
+	files := []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])}
+	if e.IPC {
+		files = append(files, uintptr(fds[3]))
+	}
+	groups := []uint32{}
+	pid, err := syscall.ForkExec(path, e.Argv, &syscall.ProcAttr{
+		Dir:   e.Dir,
+		Env:   e.Env,
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: uint32(e.UID), Gid: uint32(e.GID), Groups: groups},
+			Setsid:     true,
+			Ptrace:     true,
+		},
+	})
+	if err != nil {
+		if res.listener >= 0 {
+			unix.Close(res.listener)
+		}
+		fail(execErr(path, err))
+		return
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
+		fail(stepErr("exec", fmt.Errorf("program did not stop after exec (status %v, %v)", ws, err)))
+		return
+	}
+	res.pid = pid
+	out <- res
+	<-s.goCh
+	// Returning without UnlockOSThread ends this thread, and with it the
+	// ptrace link: the program continues from its first instruction.
+}
+
+func execErr(path string, err error) error {
+	e := stepErr("exec", fmt.Errorf("%s: %w", path, err))
+	return e
+}
+
+// lookPath resolves argv[0] inside the new root with the run's PATH.
+func lookPath(name string, env []string) (string, error) {
+	if name == "" {
+		return "", &spec.StepError{Step: "exec", Err: "empty command", Errno: int(unix.ENOENT)}
+	}
+	if containsSlash(name) {
+		return name, nil
+	}
+	pathEnv := "/usr/local/bin:/usr/bin:/bin"
+	for _, kv := range env {
+		if len(kv) > 5 && kv[:5] == "PATH=" {
+			pathEnv = kv[5:]
+		}
+	}
+	var firstErr error
+	for _, dir := range splitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			continue
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			continue
+		}
+		if st.Mode&0o111 == 0 {
+			if firstErr == nil {
+				firstErr = &spec.StepError{Step: "exec", Err: p + ": permission denied", Errno: int(unix.EACCES)}
+			}
+			continue
+		}
+		return p, nil
+	}
+	if firstErr != nil {
+		return "", firstErr
+	}
+	return "", &spec.StepError{Step: "exec", Err: name + ": command not found", Errno: int(unix.ENOENT)}
+}
+
+func containsSlash(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return true
+		}
+	}
+	return false
+}
+
+func splitList(p string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i == len(p) || p[i] == ':' {
+			out = append(out, p[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
+
+func setrlimit(rl spec.Rlimit) error {
+	lim := syscall.Rlimit{Cur: uint64(rl.Cur), Max: uint64(rl.Max)}
+	if rl.Cur < 0 {
+		lim.Cur = unix.RLIM_INFINITY
+	}
+	if rl.Max < 0 {
+		lim.Max = unix.RLIM_INFINITY
+	}
+	// A user namespace cannot raise a hard limit past the host's: clamp.
+	var cur syscall.Rlimit
+	if err := syscall.Getrlimit(rl.Resource, &cur); err == nil {
+		lim.Max = min(lim.Max, cur.Max)
+		lim.Cur = min(lim.Cur, lim.Max)
+	}
+	// syscall.Setrlimit (not unix.) so Go forgets its saved RLIMIT_NOFILE and
+	// the child gets this limit rather than the one Go started with.
+	return syscall.Setrlimit(rl.Resource, &lim)
+}
+
+// dropBoundingSet empties the calling thread's capability bounding set and
+// ambient set, and its inheritable set; the program's exec as uid 1000 then
+// clears the permitted and effective sets.
+func dropBoundingSet() error {
+	for c := 0; c <= lastCap(); c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	return nil
+}
+
+func lastCap() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(string(trimNL(b))); err == nil {
+			return n
+		}
+	}
+	return 63
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// closeStrayFDs closes every descriptor but 0, 1, 2 and the channel: the
+// Go runtime may have opened host files (cgroup cpu quota files) before main.
+func closeStrayFDs() {
+	unix.CloseRange(spec.ChannelFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+}

@@ -1,0 +1,524 @@
+package mount
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// How mounts are made (a candidate for RATIONALE.md, "mount plan"):
+//
+//   - binds: open the host source with openat2 (RESOLVE_NO_SYMLINKS under the
+//     host root fd), clone it with open_tree(OPEN_TREE_CLONE|AT_RECURSIVE),
+//     set read-only/nosuid/nodev/noexec recursively with mount_setattr while
+//     the clone is still detached (never visible writable, submounts
+//     included, and no need to restate the source's locked flags as an
+//     MS_REMOUNT would), then move_mount it onto a target fd;
+//   - tmpfs and proc: one mount(2) onto /proc/self/fd/N, where N is the
+//     target opened with RESOLVE_IN_ROOT: the magic link lands on exactly
+//     that dentry, and it is one syscall instead of the six of
+//     fsopen/fsconfig/fsmount/move_mount.
+//
+// Phases. Prepare (phase 1) builds the base on a new tmpfs root, pivots into
+// it and keeps the old root attached at /.oldroot (mode 0) plus an O_PATH fd
+// to it, the only ways back to the host. Finish (phase 2) opens the per-run
+// sources under that fd, mounts them, detaches the old root, removes
+// /.oldroot and, last of all, makes the root read-only. Holding the old root
+// between the phases is safe because no sandboxed code runs before Finish
+// returns. Cloning host mounts on the parent side and passing the fds was
+// rejected: a tree cloned in the host's namespace and moved into the
+// child's would not carry the locked flags a user namespace relies on.
+
+const (
+	oldRoot = "/.oldroot"
+	// stage is where the new root is attached before pivot_root; it only
+	// has to be an existing directory of the host (hidden in our namespace).
+	stage = "tmp"
+
+	inRoot     = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
+	hostSource = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+)
+
+// Root is a sandbox root between phase 1 and phase 2. It is owned by the one
+// goroutine doing set-up; it is not safe for concurrent use.
+type Root struct {
+	host   int // O_PATH fd of the host's root, kept until Finish
+	root   int // O_PATH fd of the new root
+	baseID string
+	nullFd int // the first /proc file mask, cloned for the others
+	done   bool
+}
+
+// Apply runs both phases: Prepare then Finish. It must run in the child, as
+// root of a new user namespace, in a new mount namespace, as pid 1 of a new
+// pid namespace. Errors are *StepError.
+func Apply(p *Plan) error {
+	r, err := Prepare(p)
+	if err != nil {
+		return err
+	}
+	return r.Finish(p)
+}
+
+// Prepare is phase 1: it makes every mount private, builds p.Base on a new
+// tmpfs root and pivots into it. The old root stays attached (unreachable
+// by path for anything but set-up) until Finish.
+func Prepare(p *Plan) (*Root, error) {
+	r := &Root{host: -1, root: -1, nullFd: -1, baseID: p.BaseID}
+	if err := r.prepare(p); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Root) prepare(p *Plan) error {
+	// Nothing we do may propagate back to the host (on a shared / the copy
+	// in a user namespace is a slave already; private also stops receiving).
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return step("make-private", err)
+	}
+	var err error
+	if r.host, err = unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		return step("open-host-root", err)
+	}
+	st, err := openat2(r.host, stage, unix.O_PATH|unix.O_DIRECTORY, hostSource)
+	if err != nil {
+		return step("stage", pathErr("open", "/"+stage, err))
+	}
+	err = mountAt("tmpfs", st, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC,
+		fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755", rootSize, rootInodes))
+	unix.Close(st)
+	if err != nil {
+		return step("root", err)
+	}
+	// Reopen: the fd must name the new tmpfs, not the directory under it.
+	if r.root, err = openat2(r.host, stage, unix.O_PATH|unix.O_DIRECTORY, hostSource); err != nil {
+		return step("root", err)
+	}
+	for i := range p.Base {
+		if err := r.apply(&p.Base[i]); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mkdirat(r.root, oldRoot[1:], 0); err != nil {
+		return step("pivot_root", pathErr("mkdir", oldRoot, err))
+	}
+	if err := unix.Fchdir(r.root); err != nil {
+		return step("pivot_root", err)
+	}
+	if err := unix.PivotRoot(".", oldRoot[1:]); err != nil {
+		return step("pivot_root", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return step("pivot_root", err)
+	}
+	return nil
+}
+
+// Finish is phase 2: it mounts p.Run, detaches the old root and makes the
+// root read-only, in that order (read-only last, so the mount points above
+// can still be created). p must have been built for the same base as the
+// plan given to Prepare (same BaseID). Finish releases r's fds whatever the
+// outcome; it may be called once.
+func (r *Root) Finish(p *Plan) error {
+	defer r.Close()
+	if r.done {
+		return step("finish", errors.New("root already finished"))
+	}
+	r.done = true
+	if p.BaseID != r.baseID {
+		return step("plan", fmt.Errorf("run plan is for base %s, sandbox prepared with %s", p.BaseID, r.baseID))
+	}
+	for i := range p.Run {
+		if err := r.apply(&p.Run[i]); err != nil {
+			return err
+		}
+	}
+	unix.Close(r.host)
+	r.host = -1
+	if err := unix.Unmount(oldRoot, unix.MNT_DETACH); err != nil {
+		return step("detach-oldroot", err)
+	}
+	if err := unix.Unlinkat(r.root, oldRoot[1:], unix.AT_REMOVEDIR); err != nil {
+		return step("detach-oldroot", err)
+	}
+	if err := unix.MountSetattr(r.root, "", unix.AT_EMPTY_PATH,
+		&unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+		return step("remount-root-ro", err)
+	}
+	return nil
+}
+
+// Close releases the fds of an unfinished root (after a failed Prepare, or
+// when a warm sandbox is discarded). The old root stays attached: the child
+// is expected to exit.
+func (r *Root) Close() error {
+	for _, fd := range []*int{&r.host, &r.root, &r.nullFd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	return nil
+}
+
+func (r *Root) apply(m *Mount) error {
+	var err error
+	switch m.Kind {
+	case KindBind:
+		err = r.bind(m)
+	case KindTmpfs:
+		err = r.tmpfs(m)
+	case KindProc:
+		err = r.proc(m)
+	case KindMask:
+		err = r.mask(m)
+	case KindReadOnly:
+		err = r.readOnly(m)
+	case KindSymlink:
+		err = r.symlink(m)
+	case KindFile:
+		err = r.file(m)
+	default:
+		err = fmt.Errorf("unknown kind %q", m.Kind)
+	}
+	if err != nil {
+		return step(string(m.Kind)+" "+m.Target, err)
+	}
+	return nil
+}
+
+func attrs(m *Mount) uint64 {
+	a := uint64(unix.MOUNT_ATTR_NOSUID)
+	if !m.Dev {
+		a |= unix.MOUNT_ATTR_NODEV
+	}
+	if m.ReadOnly {
+		a |= unix.MOUNT_ATTR_RDONLY
+	}
+	if m.NoExec {
+		a |= unix.MOUNT_ATTR_NOEXEC
+	}
+	return a
+}
+
+func (r *Root) bind(m *Mount) error {
+	flags := unix.O_PATH
+	if m.Dir {
+		flags |= unix.O_DIRECTORY
+	}
+	src, err := openat2(r.host, m.Source, flags, hostSource)
+	if err != nil {
+		return pathErr("open source", m.Source, err)
+	}
+	clone, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
+	unix.Close(src)
+	if err != nil {
+		return pathErr("open_tree", m.Source, err)
+	}
+	defer unix.Close(clone)
+	if err := unix.MountSetattr(clone, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE,
+		&unix.MountAttr{Attr_set: attrs(m)}); err != nil {
+		return pathErr("mount_setattr", m.Source, err)
+	}
+	return r.moveTo(clone, m.Target, m.Dir)
+}
+
+func (r *Root) moveTo(mnt int, target string, dir bool) error {
+	t, err := r.target(target, dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(t)
+	if err := unix.MoveMount(mnt, "", t, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return pathErr("move_mount", target, err)
+	}
+	return nil
+}
+
+func (r *Root) tmpfs(m *Mount) error {
+	t, err := r.target(m.Target, true)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(t)
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+	if m.ReadOnly {
+		flags |= unix.MS_RDONLY
+	}
+	if m.NoExec {
+		flags |= unix.MS_NOEXEC
+	}
+	data := fmt.Sprintf("size=%d,nr_inodes=%d,mode=%04o,uid=%d,gid=%d", m.Size, m.Inodes, m.Mode, m.UID, m.GID)
+	return mountAt("tmpfs", t, "tmpfs", flags, data)
+}
+
+func (r *Root) proc(m *Mount) error {
+	t, err := r.target(m.Target, true)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(t)
+	return mountAt("proc", t, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+}
+
+// mask hides a /proc entry. The first file mask is a read-only clone of the
+// host's /dev/null; the others clone that attached mount (one open_tree and
+// one move_mount each).
+func (r *Root) mask(m *Mount) error {
+	t, err := openat2(r.root, m.Target, unix.O_PATH, inRoot)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return pathErr("open", m.Target, err)
+	}
+	defer unix.Close(t)
+	var st unix.Stat_t
+	if err := unix.Fstat(t, &st); err != nil {
+		return pathErr("stat", m.Target, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return mountAt("tmpfs", t, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC,
+			"size=4096,nr_inodes=2,mode=0555")
+	}
+	var clone int
+	if r.nullFd < 0 {
+		null, err := openat2(r.host, "/dev/null", unix.O_PATH, hostSource)
+		if err != nil {
+			return pathErr("open", "/dev/null", err)
+		}
+		clone, err = unix.OpenTree(null, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+		unix.Close(null)
+		if err != nil {
+			return pathErr("open_tree", "/dev/null", err)
+		}
+		if err := unix.MountSetattr(clone, "", unix.AT_EMPTY_PATH, &unix.MountAttr{
+			Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC}); err != nil {
+			unix.Close(clone)
+			return pathErr("mount_setattr", "/dev/null", err)
+		}
+	} else if clone, err = unix.OpenTree(r.nullFd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH); err != nil {
+		return pathErr("open_tree", "/dev/null", err)
+	}
+	if err := unix.MoveMount(clone, "", t, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		unix.Close(clone)
+		return pathErr("move_mount", m.Target, err)
+	}
+	// After move_mount the fd names the attached mount: keep it as the
+	// template for the next file mask.
+	if r.nullFd < 0 {
+		r.nullFd = clone
+	} else {
+		unix.Close(clone)
+	}
+	return nil
+}
+
+func (r *Root) readOnly(m *Mount) error {
+	t, err := openat2(r.root, m.Target, unix.O_PATH|unix.O_DIRECTORY, inRoot)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return pathErr("open", m.Target, err)
+	}
+	defer unix.Close(t)
+	clone, err := unix.OpenTree(t, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
+	if err != nil {
+		return pathErr("open_tree", m.Target, err)
+	}
+	defer unix.Close(clone)
+	if err := unix.MountSetattr(clone, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{
+		Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}); err != nil {
+		return pathErr("mount_setattr", m.Target, err)
+	}
+	if err := unix.MoveMount(clone, "", t, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return pathErr("move_mount", m.Target, err)
+	}
+	return nil
+}
+
+func (r *Root) symlink(m *Mount) error {
+	dir, name, err := r.parent(m.Target)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	if err := unix.Symlinkat(m.Link, dir, name); err != nil {
+		return pathErr("symlink", m.Target, err)
+	}
+	return nil
+}
+
+func (r *Root) file(m *Mount) error {
+	dir, name, err := r.parent(m.Target)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, m.Mode)
+	if err != nil {
+		return pathErr("create", m.Target, err)
+	}
+	defer unix.Close(fd)
+	for b := m.Data; len(b) > 0; {
+		n, err := unix.Write(fd, b)
+		if err != nil {
+			return pathErr("write", m.Target, err)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// target opens (creating it when missing) a mount point under the new root.
+// Resolution is RESOLVE_IN_ROOT: a symlink met on the way, including one in
+// a bound host directory, is followed as if the new root were /, so a mount
+// can land in an unexpected place of the sandbox but never outside it.
+func (r *Root) target(path string, dir bool) (int, error) {
+	flags := unix.O_PATH
+	if dir {
+		flags |= unix.O_DIRECTORY
+	}
+	fd, err := openat2(r.root, path, flags, inRoot)
+	if err == nil || !errors.Is(err, unix.ENOENT) {
+		if err != nil {
+			err = pathErr("open", path, err)
+		}
+		return fd, err
+	}
+	parent, name, err := r.parent(path)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(parent)
+	if dir {
+		err = unix.Mkdirat(parent, name, 0o755)
+	} else {
+		var f int
+		if f, err = unix.Openat(parent, name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444); err == nil {
+			unix.Close(f)
+		}
+	}
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, pathErr("create", path, err)
+	}
+	fd, err = openat2(r.root, path, flags, inRoot)
+	if err != nil {
+		return -1, pathErr("open", path, err)
+	}
+	return fd, nil
+}
+
+// parent returns an O_PATH fd of path's directory (created as needed, each
+// component resolved in the root) and the last component.
+func (r *Root) parent(path string) (int, string, error) {
+	i := len(path) - 1
+	for i > 0 && path[i] != '/' {
+		i--
+	}
+	dir, name := path[:i], path[i+1:]
+	if dir == "" {
+		fd, err := unix.Dup(r.root)
+		return fd, name, err
+	}
+	fd, err := r.target(dir, true)
+	return fd, name, err
+}
+
+func openat2(dirfd int, path string, flags int, resolve uint64) (int, error) {
+	for {
+		fd, err := unix.Openat2(dirfd, path, &unix.OpenHow{
+			Flags:   uint64(flags | unix.O_CLOEXEC),
+			Resolve: resolve,
+		})
+		if err == unix.EINTR || err == unix.EAGAIN {
+			// EAGAIN: a rename raced the resolution; retrying is what
+			// openat2(2) asks for.
+			continue
+		}
+		return fd, err
+	}
+}
+
+// mountAt mounts onto the dentry fd names, through its magic link.
+func mountAt(source string, fd int, fstype string, flags uintptr, data string) error {
+	if err := unix.Mount(source, "/proc/self/fd/"+strconv.Itoa(fd), fstype, flags, data); err != nil {
+		return &os.PathError{Op: "mount " + fstype, Path: source, Err: err}
+	}
+	return nil
+}
+
+func pathErr(op, path string, err error) error {
+	return &os.PathError{Op: op, Path: path, Err: err}
+}
+
+func step(name string, err error) error {
+	var se *StepError
+	if errors.As(err, &se) {
+		return err
+	}
+	return &StepError{Step: name, Err: err}
+}
+
+// VerifyCwd changes the working directory to dir, resolved inside the
+// current root, and checks that the kernel agrees it is inside: getcwd must
+// return a reachable path naming the same inode. Call it after Apply.
+func VerifyCwd(dir string) error {
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return step("cwd", err)
+	}
+	defer unix.Close(root)
+	fd, err := openat2(root, dir, unix.O_PATH|unix.O_DIRECTORY, inRoot)
+	if err != nil {
+		return step("cwd", pathErr("open", dir, err))
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchdir(fd); err != nil {
+		return step("cwd", pathErr("chdir", dir, err))
+	}
+	wd, err := unix.Getwd() // ENOENT when the kernel says "(unreachable)"
+	if err != nil {
+		return step("cwd", pathErr("getcwd", dir, err))
+	}
+	again, err := openat2(root, wd, unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_SYMLINKS)
+	if err != nil {
+		return step("cwd", pathErr("open", wd, err))
+	}
+	defer unix.Close(again)
+	var a, b unix.Stat_t
+	if err := unix.Fstat(fd, &a); err != nil {
+		return step("cwd", err)
+	}
+	if err := unix.Fstat(again, &b); err != nil {
+		return step("cwd", err)
+	}
+	if a.Dev != b.Dev || a.Ino != b.Ino {
+		return step("cwd", fmt.Errorf("working directory %s is not %s inside the root", wd, dir))
+	}
+	return nil
+}
+
+// Check reports whether the running kernel has the syscalls Apply uses
+// (openat2, open_tree, move_mount, mount_setattr), for preflight.
+func Check() error {
+	fd, err := openat2(unix.AT_FDCWD, "/", unix.O_PATH, unix.RESOLVE_NO_MAGICLINKS)
+	if err != nil {
+		return fmt.Errorf("%w: openat2 (Linux 5.6): %v", ErrUnsupported, err)
+	}
+	defer unix.Close(fd)
+	// Invalid calls: ENOSYS means missing, anything else means present.
+	if err := unix.MountSetattr(-1, "", unix.AT_EMPTY_PATH, &unix.MountAttr{}); err == unix.ENOSYS {
+		return fmt.Errorf("%w: mount_setattr (Linux 5.12) missing", ErrUnsupported)
+	}
+	if _, err := unix.OpenTree(-1, "", unix.AT_EMPTY_PATH); err == unix.ENOSYS {
+		return fmt.Errorf("%w: open_tree (Linux 5.2) missing", ErrUnsupported)
+	}
+	return nil
+}

@@ -1,0 +1,337 @@
+package proc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kb-labs/sandbox/internal/spec"
+)
+
+// Options are the host-side choices for a new sandbox.
+type Options struct {
+	// HostIDBase: inside uid/gid 0 maps to HostIDBase, 1000 to HostIDBase+1000.
+	HostIDBase int
+	// HostNetwork keeps the host's network namespace (explicit opt-in).
+	HostNetwork bool
+}
+
+// Sandbox is one started init. Its methods are not safe for concurrent use
+// except Signal, Kill and Done, which may be called from any goroutine.
+type Sandbox struct {
+	cmd    *exec.Cmd
+	conn   *spec.Conn
+	pidfd  int
+	stderr *boundedBuffer
+
+	mu       sync.Mutex
+	killed   bool
+	waitDone chan struct{}
+	waitErr  error
+
+	// Pid is the init's host pid; ProgramPid the program's, once started.
+	Pid        int
+	ProgramPid int
+}
+
+// SetupError is a failure to build the sandbox; Step names the set-up step.
+type SetupError struct {
+	Step  string
+	Err   string
+	Errno syscall.Errno
+}
+
+func (e *SetupError) Error() string { return fmt.Sprintf("setup step %q: %s", e.Step, e.Err) }
+
+// Start starts an init in new namespaces and sends it prep. It returns once
+// the init runs; the prepared reply is read by Exec (pipelined), or by
+// WaitPrepared for a warm sandbox.
+func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
+	bin, err := binaryPath()
+	if err != nil {
+		return nil, &SetupError{Step: "seal-binary", Err: err.Error()}
+	}
+	conn, child, err := spec.Pair()
+	if err != nil {
+		return nil, &SetupError{Step: "socketpair", Err: err.Error()}
+	}
+	defer child.Close()
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC |
+		unix.CLONE_NEWUTS | unix.CLONE_NEWCGROUP)
+	if !opts.HostNetwork {
+		flags |= unix.CLONE_NEWNET
+	}
+	base := opts.HostIDBase
+	pidfd := -1
+	s := &Sandbox{conn: conn, pidfd: -1, stderr: &boundedBuffer{max: 8 << 10}, waitDone: make(chan struct{})}
+	s.cmd = &exec.Cmd{
+		Path: bin,
+		Args: []string{spec.Argv0},
+		// The init's Go runtime must not keep host files open (cgroup-aware
+		// GOMAXPROCS reads the host's cpu quota files).
+		Env:        []string{"GODEBUG=containermaxprocs=0,updatemaxprocs=0", "GOMAXPROCS=1", "GOGC=400"},
+		ExtraFiles: []*os.File{child},
+		Stderr:     s.stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: flags,
+			UidMappings: []syscall.SysProcIDMap{
+				{ContainerID: 0, HostID: base, Size: 1},
+				{ContainerID: 1000, HostID: base + 1000, Size: 1},
+			},
+			GidMappings: []syscall.SysProcIDMap{
+				{ContainerID: 0, HostID: base, Size: 1},
+				{ContainerID: 1000, HostID: base + 1000, Size: 1},
+			},
+			GidMappingsEnableSetgroups: true,
+			Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
+			Pdeathsig:                  syscall.SIGKILL,
+			PidFD:                      &pidfd,
+		},
+	}
+	if err := s.cmd.Start(); err != nil {
+		conn.Close()
+		return nil, &SetupError{Step: "clone", Err: explainClone(err)}
+	}
+	s.Pid = s.cmd.Process.Pid
+	s.pidfd = pidfd
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.waitDone)
+	}()
+	if err := conn.Send(spec.Message{Kind: spec.KindPrepare, Prepare: &prep}); err != nil {
+		s.Close()
+		return nil, &SetupError{Step: "prepare", Err: "send: " + err.Error()}
+	}
+	return s, nil
+}
+
+func explainClone(err error) string {
+	msg := err.Error()
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EINVAL) {
+		msg += " (user namespaces unavailable? check /proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone)"
+	}
+	return msg
+}
+
+// WaitPrepared reads the init's answer to Prepare.
+func (s *Sandbox) WaitPrepared() error {
+	r, _, err := s.recvReply(0)
+	if err != nil {
+		return err
+	}
+	if r.Step != "prepared" {
+		return s.replyErr(r)
+	}
+	return nil
+}
+
+// Started is what Exec reports once the program is stopped before its first
+// instruction.
+type Started struct {
+	Pid         int // host pid
+	LandlockABI int
+	Listener    int // seccomp listener fd, -1 when none (the caller owns it)
+	Notes       []string
+}
+
+// Exec delivers the run and returns when the program is stopped before its
+// first instruction; the caller places it (cgroups) and calls Release.
+// stdio is stdin, stdout, stderr (and the protocol socket when e.IPC); Exec
+// does not close them.
+func (s *Sandbox) Exec(e spec.Exec, stdio []*os.File, prepared bool) (Started, error) {
+	st := Started{Listener: -1}
+	fds := make([]int, len(stdio))
+	for i, f := range stdio {
+		fds[i] = int(f.Fd())
+	}
+	if err := s.conn.Send(spec.Message{Kind: spec.KindExec, Exec: &e}, fds...); err != nil {
+		return st, s.deadErr("exec", err)
+	}
+	if !prepared {
+		if err := s.WaitPrepared(); err != nil {
+			return st, err
+		}
+	}
+	r, got, err := s.recvReply(1)
+	if err != nil {
+		return st, err
+	}
+	if r.Step != "stopped" {
+		closeFDs(got)
+		return st, s.replyErr(r)
+	}
+	if r.Listener && len(got) == 1 {
+		st.Listener = got[0]
+	} else {
+		closeFDs(got)
+	}
+	st.LandlockABI, st.Notes = r.LandlockABI, r.Notes
+	pid, err := s.childPid()
+	if err != nil {
+		if st.Listener >= 0 {
+			unix.Close(st.Listener)
+		}
+		return st, &SetupError{Step: "find-program", Err: err.Error()}
+	}
+	st.Pid = pid
+	s.ProgramPid = pid
+	return st, nil
+}
+
+// Release lets the stopped program run.
+func (s *Sandbox) Release() error {
+	if err := s.conn.Send(spec.Message{Kind: spec.KindGo}); err != nil {
+		return s.deadErr("release", err)
+	}
+	return nil
+}
+
+// Signal sends sig to every process of the run (through the init).
+func (s *Sandbox) Signal(sig syscall.Signal) error {
+	return s.conn.Send(spec.Message{Kind: spec.KindSignal, Signal: int(sig)})
+}
+
+// Kill ends the whole pid namespace: SIGKILL to its init through the pidfd
+// (the kernel then kills every process in the namespace). Safe to repeat.
+func (s *Sandbox) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pidfd >= 0 {
+		unix.PidfdSendSignal(s.pidfd, unix.SIGKILL, nil, 0)
+	}
+	s.killed = true
+}
+
+// Exit is how the program ended, from the init's report.
+type Exit struct {
+	Reported bool // false when the init died before reporting
+	Status   unix.WaitStatus
+	Err      string
+}
+
+// WaitExit blocks until the init reports the program's end or dies.
+func (s *Sandbox) WaitExit() Exit {
+	for {
+		r, got, err := s.recvReply(0)
+		closeFDs(got)
+		if err != nil {
+			return Exit{Err: err.Error()}
+		}
+		if r.Step == "exited" {
+			return Exit{Reported: true, Status: unix.WaitStatus(r.Status), Err: r.Err}
+		}
+	}
+}
+
+// Done is closed when the init process has been reaped.
+func (s *Sandbox) Done() <-chan struct{} { return s.waitDone }
+
+// Close kills what is left and releases the sandbox's descriptors. It waits
+// for the init to be reaped (bounded).
+func (s *Sandbox) Close() error {
+	s.Kill()
+	select {
+	case <-s.waitDone:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("sandbox init %d not reaped after SIGKILL", s.Pid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pidfd >= 0 {
+		unix.Close(s.pidfd)
+		s.pidfd = -1
+	}
+	return s.conn.Close()
+}
+
+// Stderr returns what the init wrote on its stderr (bounded), for errors.
+func (s *Sandbox) Stderr() string { return s.stderr.String() }
+
+func (s *Sandbox) recvReply(maxFDs int) (spec.Reply, []int, error) {
+	m, fds, err := s.conn.Recv(maxFDs)
+	if err != nil {
+		return spec.Reply{}, nil, s.deadErr("reply", err)
+	}
+	if m.Kind != spec.KindReply || m.Reply == nil {
+		closeFDs(fds)
+		return spec.Reply{}, nil, &SetupError{Step: "protocol", Err: "unexpected message " + string(m.Kind)}
+	}
+	return *m.Reply, fds, nil
+}
+
+func (s *Sandbox) replyErr(r spec.Reply) error {
+	msg := r.Err
+	if msg == "" {
+		msg = "unexpected reply " + r.Step
+	}
+	return &SetupError{Step: r.Step, Err: msg, Errno: syscall.Errno(r.Errno)}
+}
+
+// deadErr explains a channel failure: usually the init died.
+func (s *Sandbox) deadErr(step string, err error) error {
+	select {
+	case <-s.waitDone:
+	case <-time.After(100 * time.Millisecond):
+	}
+	msg := err.Error()
+	if out := strings.TrimSpace(s.stderr.String()); out != "" {
+		msg += ": init said: " + out
+	}
+	return &SetupError{Step: step, Err: msg}
+}
+
+// childPid finds the program: the init's only child at this point.
+func (s *Sandbox) childPid() (int, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", s.Pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("init %d has no child", s.Pid)
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+type boundedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (b *boundedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,331 @@
+"""Python bootstrap for sandbox file handlers (handler protocol, DESIGN section 6).
+
+The engine runs `python3 python.py` with the protocol socket as fd 3
+(SANDBOX_IPC_FD) and the plugin root mounted at /plugin.
+
+Contract (kept in sync with internal/protocol/doc.go):
+  - sends ready first, then waits for run;
+  - resolves handler.file as <file>, <file>.py under the plugin root
+    (handler.root, else $SANDBOX_PLUGIN_ROOT, else /plugin); a file outside the
+    root, or a missing file or export, is HANDLER_NOT_FOUND;
+  - calls the export (default "run") as fn(input, ctx), or fn(ctx, argv, flags)
+    for a cli command; a coroutine is run with asyncio.run;
+  - ctx: the context fields (as attributes and ctx["key"]), ctx.log(level,
+    message, meta), ctx.progress(percent, message), ctx.cancelled (a
+    threading.Event set on cancel or SIGTERM);
+  - print() and other writes to sys.stdout / sys.stderr become log lines
+    (info / error);
+  - returns: 0 -> ok with data null; any other int or float (not bool) ->
+    HANDLER_EXIT_CODE; sys.exit(n) likewise; anything else -> ok with the
+    value as data;
+  - an exception keeps a string `code` attribute (else HANDLER_ERROR) and its
+    traceback as stack; MemoryError is MEMORY_LIMIT (status memory_limit);
+  - after the result: flush and exit 0.
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+
+LEVELS = ("debug", "info", "warn", "error")
+
+_fd = int(os.environ.get("SANDBOX_IPC_FD", "3"))
+_sock = socket.socket(fileno=_fd)
+os.set_inheritable(_fd, False)  # a subprocess of the handler must not speak for it
+_wlock = threading.Lock()
+_max_bytes = 16 << 20
+_result_sent = False
+_cancelled = threading.Event()
+_real_stderr = sys.__stderr__
+
+
+def _send_line(line):
+    with _wlock:
+        _sock.sendall(line.encode("utf-8", "surrogatepass") + b"\n")
+
+
+def _dumps(obj):
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _send_log(level, message, meta=None):
+    if _result_sent:
+        return  # nothing may follow the result
+    msg = {"type": "log", "level": level, "message": str(message)}
+    if meta is not None:
+        msg["meta"] = meta
+    try:
+        line = _dumps(msg)
+    except (TypeError, ValueError) as e:
+        msg["meta"] = {"metaError": "meta is not JSON-serializable: %s" % e}
+        line = _dumps(msg)
+    if len(line.encode("utf-8", "surrogatepass")) + 1 > _max_bytes:
+        # Cut the text so that even fully escaped it fits the parent's limit.
+        msg = {"type": "log", "level": level, "message": msg["message"][: _max_bytes // 8] + " [truncated]"}
+        msg.pop("meta", None)
+        line = _dumps(msg)
+    _send_line(line)
+
+
+class _LogStream:
+    """A text stream turning complete lines into log messages."""
+
+    def __init__(self, level):
+        self._level = level
+        self._buf = ""
+        self._lock = threading.Lock()
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
+        with self._lock:
+            self._buf += s
+            *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            _send_log(self._level, line)
+        return len(s)
+
+    def flush(self):
+        with self._lock:
+            rest, self._buf = self._buf, ""
+        if rest:
+            _send_log(self._level, rest)
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        raise OSError("log stream has no file descriptor")
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+
+def _finish(result, code=0):
+    global _result_sent
+    for s in (sys.stdout, sys.stderr):
+        try:
+            s.flush()
+        except Exception:
+            pass
+    if _result_sent:
+        return
+    msg = dict(result, type="result")
+    try:
+        line = _dumps(msg)
+    except (TypeError, ValueError) as e:
+        line = _dumps({"type": "result", "ok": False, "error": {
+            "code": "HANDLER_ERROR", "message": "result is not JSON-serializable: %s" % e, "stack": ""}})
+    size = len(line.encode("utf-8", "surrogatepass")) + 1
+    if size > _max_bytes:
+        line = _dumps({"type": "result", "ok": False, "error": {
+            "code": "HANDLER_ERROR",
+            "message": "result is %d bytes, over the protocol limit of %d" % (size, _max_bytes), "stack": ""}})
+    _result_sent = True
+    try:
+        _send_line(line)
+    except OSError:
+        os._exit(1)
+    _exit(code)
+
+
+def _exit(code):
+    # A normal exit runs the handler's atexit hooks and flushes its files, but
+    # waits for its non-daemon threads: give those a moment, then leave anyway.
+    t = threading.Timer(1.0, os._exit, (code,))
+    t.daemon = True
+    t.start()
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    sys.exit(code)
+
+
+def _error_result(exc, fallback):
+    code = getattr(exc, "code", None)
+    if not isinstance(code, str) or not code:
+        code = fallback
+    return {"ok": False, "error": {
+        "code": code,
+        "message": str(exc) or type(exc).__name__,
+        "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }}
+
+
+def _memory_result(exc):
+    # MEMORY_LIMIT whatever the error says: the parent maps it to memory_limit.
+    r = _error_result(exc, "MEMORY_LIMIT")
+    r["error"]["code"] = "MEMORY_LIMIT"
+    return r
+
+
+def _not_found(message):
+    _finish({"ok": False, "error": {"code": "HANDLER_NOT_FOUND", "message": message, "stack": ""}})
+
+
+class Context:
+    """The ctx handed to a handler: context fields plus log, progress, cancelled."""
+
+    def __init__(self, fields):
+        # The protocol's own members win over context fields of the same name.
+        self.__dict__.update({k: v for k, v in fields.items() if not hasattr(Context, k)})
+        self._fields = fields
+        self.cancelled = _cancelled
+
+    def __getitem__(self, key):
+        return self._fields[key]
+
+    def get(self, key, default=None):
+        return self._fields.get(key, default)
+
+    def log(self, level, message, meta=None):
+        if level not in LEVELS:
+            raise ValueError("ctx.log: level must be one of debug|info|warn|error, got %r" % (level,))
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError("ctx.log: meta must be a dict")
+        _send_log(level, message, meta)
+
+    def progress(self, percent, message=None):
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not (0 <= percent <= 100):
+            raise ValueError("ctx.progress: percent must be a number in 0..100, got %r" % (percent,))
+        if _result_sent:
+            return
+        msg = {"type": "progress", "percent": percent}
+        if message is not None:
+            msg["message"] = str(message)[: _max_bytes // 8]
+        _send_line(_dumps(msg))
+
+
+def _resolve(root, file):
+    if not isinstance(file, str) or not file:
+        return None
+    base = os.path.realpath(root)
+    for rel in (file, file + ".py"):
+        p = os.path.normpath(os.path.join(base, rel))
+        if p != base and not p.startswith(base + os.sep):
+            continue  # outside the root
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def _load(path):
+    import importlib.machinery
+    import importlib.util
+
+    name = "sandbox_handler"
+    loader = importlib.machinery.SourceFileLoader(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, os.path.dirname(path))  # sibling imports, as for a script
+    loader.exec_module(module)
+    return module
+
+
+def _call(fn, args):
+    value = fn(*args)
+    if hasattr(value, "__await__"):
+        import asyncio
+
+        async def wait():
+            return await value
+
+        value = asyncio.run(wait())
+    return value
+
+
+def _run(msg):
+    global _max_bytes
+    limit = msg.get("maxMessageBytes")
+    if isinstance(limit, int) and limit > 0:
+        _max_bytes = limit
+    handler = msg.get("handler") or {}
+    context = msg.get("context") if isinstance(msg.get("context"), dict) else {}
+    root = handler.get("root") or os.environ.get("SANDBOX_PLUGIN_ROOT") or "/plugin"
+    export = handler.get("export") or "run"
+    path = _resolve(root, handler.get("file"))
+    if path is None:
+        return _not_found("handler file %s not found under the plugin root" % json.dumps(handler.get("file")))
+    try:
+        module = _load(path)
+    except MemoryError as e:
+        return _finish(_memory_result(e))
+    except BaseException as e:
+        return _finish(_error_result(e, "HANDLER_ERROR"))
+    fn = getattr(module, export, None)
+    if not callable(fn):
+        return _not_found("export %s is not a function in %s" % (json.dumps(export), json.dumps(handler.get("file"))))
+
+    ctx = Context(context)
+    ac = context.get("adapterContext") or {}
+    meta = context.get("adapterMeta") or {}
+    if isinstance(meta, dict) and meta.get("signature") == "command" and isinstance(ac, dict) and ac.get("type") == "cli":
+        argv = ac.get("argv") if isinstance(ac.get("argv"), list) else []
+        flags = ac.get("flags") if isinstance(ac.get("flags"), dict) else {}
+        args = (ctx, argv, flags)
+    else:
+        args = (msg.get("input"), ctx)
+    try:
+        value = _call(fn, args)
+    except MemoryError as e:
+        return _finish(_memory_result(e))
+    except SystemExit as e:
+        value = 0 if e.code is None else e.code
+        if not isinstance(value, int):
+            _send_log("error", str(value))
+            value = 1
+    except BaseException as e:
+        return _finish(_error_result(e, "HANDLER_ERROR"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value == 0:
+            return _finish({"ok": True, "data": None})
+        return _finish({"ok": False, "error": {
+            "code": "HANDLER_EXIT_CODE", "message": "handler returned exit code %s" % value, "stack": ""}})
+    _finish({"ok": True, "data": value})
+
+
+def _reader(runq):
+    f = _sock.makefile("rb")
+    got_run = False
+    for raw in f:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            continue  # the parent never sends garbage; ignore rather than die
+        if not isinstance(msg, dict):
+            continue
+        if msg.get("type") == "cancel":
+            _cancelled.set()
+        elif msg.get("type") == "run" and not got_run:
+            got_run = True
+            runq.append(msg)
+            _run_ready.set()
+    # The parent is gone.
+    if not got_run:
+        os._exit(1)
+
+
+_run_ready = threading.Event()
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: _cancelled.set())
+    runq = []
+    threading.Thread(target=_reader, args=(runq,), daemon=True).start()
+    _send_line(_dumps({"type": "ready"}))
+    sys.stdout = _LogStream("info")
+    sys.stderr = _LogStream("error")
+    _run_ready.wait()
+    _run(runq[0])
+    _finish({"ok": False, "error": {"code": "HANDLER_ERROR", "message": "bootstrap ended without a result", "stack": ""}})
+
+
+if __name__ == "__main__":
+    main()

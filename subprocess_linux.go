@@ -1,0 +1,271 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kb-labs/sandbox/internal/cgroup"
+	"github.com/kb-labs/sandbox/internal/landlock"
+	"github.com/kb-labs/sandbox/internal/mount"
+)
+
+// subprocess runs every handler in a fresh isolated process tree
+// (DESIGN.md section 3). Host capabilities are probed once, by New; what the
+// configuration asks for and the host cannot enforce is an error unless
+// BestEffort, and then listed in every result's isolation.degraded.
+type subprocess struct {
+	cfg      *Config
+	cg       cgroup.Manager // nil when cgroups are unavailable (best effort only)
+	plan     *mount.Plan    // built once from the config; per-run host paths rebuild it
+	planOpts mount.Options
+	seccomp  bool
+	landlock int // ABI to apply, 0 = off
+	degraded []Degradation
+	prefix   string
+	seq      atomic.Int64
+
+	pool *pool // warm sandboxes, nil when pool.size is 0
+}
+
+func newSubprocess(cfg *Config) (strategy, error) {
+	s := &subprocess{cfg: cfg, prefix: ownerPrefix()}
+	fail := func(layer, reason, fix string) error {
+		if cfg.BestEffort {
+			s.degraded = append(s.degraded, Degradation{Layer: layer, Reason: reason})
+			return nil
+		}
+		return fmt.Errorf("sandbox: %s: %s; %s (or set bestEffort to run with weaker isolation)", layer, reason, fix)
+	}
+	if err := checkUserNamespaces(); err != nil {
+		// Without user namespaces nothing of section 3 holds: never degrade.
+		return nil, fmt.Errorf("sandbox: user namespaces: %v; enable them (sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1)", err)
+	}
+	if err := mount.Check(); err != nil {
+		return nil, fmt.Errorf("sandbox: mount API: %v; a kernel 5.12 or newer is needed", err)
+	}
+	cg, err := sharedCgroups()
+	if err != nil {
+		if e := fail("cgroup", err.Error(), "run as root or delegate a cgroup v2 subtree to this user"); e != nil {
+			return nil, e
+		}
+	} else {
+		s.cg = cg
+		f := cg.Features()
+		if cfg.Execution.Memory != Unlimited && !f.Memory {
+			if e := fail("cgroup", "the memory controller is not usable", "enable the memory controller"); e != nil {
+				return nil, e
+			}
+		} else if cfg.Execution.Memory != Unlimited && !f.MemorySwap {
+			if e := fail("cgroup", "swap is not accounted (memory.memsw / memory.swap.max missing): the memory limit would not bound swap", "boot with swapaccount=1"); e != nil {
+				return nil, e
+			}
+		}
+		if cfg.Execution.Pids != Unlimited && !f.Pids {
+			if e := fail("cgroup", "the pids controller is not usable", "enable the pids controller"); e != nil {
+				return nil, e
+			}
+		}
+		if cfg.Execution.CPUs != Unlimited && !f.CPU {
+			if e := fail("cgroup", "the cpu controller is not usable", "enable the cpu controller"); e != nil {
+				return nil, e
+			}
+		}
+		if cfg.Execution.CPUTime != Unlimited && !f.CPUAcct {
+			if e := fail("cgroup", "CPU time accounting is not usable: only RLIMIT_CPU per process bounds CPU time", "enable the cpuacct (v1) or cpu (v2) controller"); e != nil {
+				return nil, e
+			}
+		}
+	}
+	if *cfg.Security.Seccomp {
+		if err := checkSeccomp(); err != nil {
+			if e := fail("seccomp", err.Error(), "use a kernel with CONFIG_SECCOMP_FILTER"); e != nil {
+				return nil, e
+			}
+		} else {
+			s.seccomp = true
+		}
+	}
+	if *cfg.Security.Landlock {
+		abi := landlock.ProbeABI()
+		switch {
+		case abi == 0:
+			if e := fail("landlock", "the kernel lacks Landlock", "enable CONFIG_SECURITY_LANDLOCK and add landlock to the lsm= boot parameter"); e != nil {
+				return nil, e
+			}
+		case abi < 6:
+			if e := fail("landlock", fmt.Sprintf("Landlock ABI %d lacks signal and abstract socket scoping (ABI 6)", abi), "use a kernel 6.12 or newer"); e != nil {
+				return nil, e
+			}
+			s.landlock = abi
+		default:
+			s.landlock = abi
+		}
+	}
+	s.planOpts = planOptions(cfg)
+	if s.plan, err = mount.NewPlan(s.planOpts); err != nil {
+		return nil, planError(err)
+	}
+	if cfg.Pool.Size > 0 {
+		s.pool = newPool(s, cfg.Pool.Size)
+	}
+	return s, nil
+}
+
+func planError(err error) error {
+	var oe *mount.OptionError
+	if errors.As(err, &oe) {
+		return &ConfigError{Field: "permissions.filesystem (" + oe.Option + ")", Value: oe.Value, Want: oe.Err.Error()}
+	}
+	return fmt.Errorf("sandbox: filesystem: %w", err)
+}
+
+func planOptions(cfg *Config) mount.Options {
+	fs := cfg.Permissions.Filesystem
+	o := mount.Options{
+		Network:       mount.Network(cfg.Permissions.Network),
+		Hostname:      cfg.Permissions.Hostname,
+		WorkspaceSize: int64(fs.WorkspaceSize),
+		TmpSize:       int64(DefaultTmpSize),
+		Workdir:       fs.Workdir,
+		Outdir:        fs.Outdir,
+		AllowSockets:  fs.AllowSockets,
+	}
+	for _, m := range fs.ReadOnly {
+		o.ReadOnly = append(o.ReadOnly, mount.Bind{Source: m.Source, Target: orDefault(m.Target, m.Source)})
+	}
+	for _, m := range fs.ReadWrite {
+		o.ReadWrite = append(o.ReadWrite, mount.Bind{Source: m.Source, Target: orDefault(m.Target, m.Source)})
+	}
+	for _, t := range fs.Tmpfs {
+		if t.Target == "/tmp" {
+			if t.Size > 0 {
+				o.TmpSize = int64(t.Size)
+			}
+			continue
+		}
+		o.Tmpfs = append(o.Tmpfs, mount.Tmpfs{Target: t.Target, Size: int64(t.Size)})
+	}
+	return o
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (s *subprocess) supports(k Kind, h Handler) error {
+	switch k {
+	case KindCommand, KindFile:
+		return nil
+	}
+	return fmt.Errorf("%w: %s handlers need inprocess mode", ErrUnsupportedHandler, k)
+}
+
+func (s *subprocess) close() error {
+	if s.pool != nil {
+		s.pool.close()
+	}
+	return nil
+}
+
+var (
+	cgroupOnce sync.Once
+	cgroupMgr  cgroup.Manager
+	cgroupErr  error
+)
+
+// sharedCgroups detects the cgroup backend once per process and sweeps what
+// dead supervisors left behind.
+func sharedCgroups() (cgroup.Manager, error) {
+	cgroupOnce.Do(func() {
+		cgroupMgr, cgroupErr = cgroup.Detect("/")
+		if cgroupErr == nil {
+			sweepDeadOwners(cgroupMgr)
+		}
+	})
+	return cgroupMgr, cgroupErr
+}
+
+// ownerPrefix names this process's runs: sbx-<pid>.<start time>-, so a later
+// process can tell a dead owner's leftovers from a live one's even when the
+// pid was reused.
+func ownerPrefix() string {
+	return fmt.Sprintf("sbx-%d.%s-", os.Getpid(), startTime(os.Getpid()))
+}
+
+func startTime(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "0"
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		f := strings.Fields(s[i+1:])
+		if len(f) > 19 {
+			return f[19]
+		}
+	}
+	return "0"
+}
+
+// sweepDeadOwners removes run cgroups whose owner process is gone.
+func sweepDeadOwners(m cgroup.Manager) {
+	seen := map[string]bool{}
+	for _, dir := range []string{"/sys/fs/cgroup/sandbox", "/sys/fs/cgroup/memory/sandbox", "/sys/fs/cgroup/pids/sandbox", "/sys/fs/cgroup/unified/sandbox"} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			name := e.Name()
+			rest, ok := strings.CutPrefix(name, "sbx-")
+			if !ok || !e.IsDir() {
+				continue
+			}
+			owner, _, ok := strings.Cut(rest, "-")
+			if !ok || seen[owner] {
+				continue
+			}
+			seen[owner] = true
+			pid, st, _ := strings.Cut(owner, ".")
+			n, err := strconv.Atoi(pid)
+			if err != nil {
+				continue
+			}
+			if startTime(n) == st && st != "0" {
+				continue // alive
+			}
+			m.Sweep("sbx-" + owner + "-")
+		}
+	}
+}
+
+func checkUserNamespaces() error {
+	b, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(b)) == "0" {
+		return errors.New("user.max_user_namespaces is 0")
+	}
+	return nil
+}
+
+func checkSeccomp() error {
+	if _, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("seccomp unavailable: %v", err)
+	}
+	if _, err := os.Stat("/proc/sys/kernel/seccomp/actions_avail"); err != nil {
+		return errors.New("seccomp filters unavailable (no /proc/sys/kernel/seccomp/actions_avail)")
+	}
+	return nil
+}

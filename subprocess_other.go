@@ -1,0 +1,9 @@
+//go:build !linux
+
+package sandbox
+
+import "errors"
+
+func newSubprocess(*Config) (strategy, error) {
+	return nil, errors.New("sandbox: subprocess mode needs Linux (namespaces, cgroups, seccomp); use inprocess mode elsewhere")
+}

@@ -1,0 +1,183 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/kb-labs/sandbox/internal/proc"
+)
+
+// cpuPoll is how often the run's CPU usage is compared with its limit.
+const cpuPoll = 5 * time.Millisecond
+
+// wait runs until the program ends, enforcing the wall-clock limit, the CPU
+// limit, and the caller's cancellation. Ending a run: SIGTERM to every
+// process, then after the grace period SIGKILL of the whole pid namespace and
+// cgroup.
+func (r *subRun) wait(ctx context.Context, deadline time.Time) proc.Exit {
+	rs := r.rs
+	exitCh := make(chan proc.Exit, 1)
+	go func() { exitCh <- r.box.WaitExit() }()
+
+	var timeout <-chan time.Time
+	if r.exec.Timeout != Unlimited {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	var cpuTick <-chan time.Time
+	var cpuLimit time.Duration
+	if r.exec.CPUTime != Unlimited && r.group != nil {
+		cpuLimit = time.Duration(r.exec.CPUTime)
+		t := time.NewTicker(cpuPoll)
+		defer t.Stop()
+		cpuTick = t.C
+	}
+	var grace <-chan time.Time
+	terminating := false
+	terminate := func() {
+		if terminating {
+			return
+		}
+		terminating = true
+		g := time.Duration(r.exec.Grace)
+		if g <= time.Millisecond {
+			r.kill()
+			return
+		}
+		r.bySandbox = true
+		r.box.Signal(syscall.SIGTERM)
+		t := time.NewTimer(g)
+		grace = t.C
+	}
+	done := ctx.Done()
+	for {
+		select {
+		case e := <-exitCh:
+			return e
+		case <-done:
+			done = nil
+			rs.limit(StatusCancelled, "cancelled by the caller: "+context.Cause(ctx).Error())
+			terminate()
+		case <-timeout:
+			timeout = nil
+			rs.limit(StatusTimeout, fmt.Sprintf("killed after the %s wall-clock limit", r.exec.Timeout))
+			terminate()
+		case <-cpuTick:
+			if used, err := r.group.CPUUsage(); err == nil && used >= cpuLimit {
+				cpuTick = nil
+				rs.limit(StatusCPULimit, fmt.Sprintf("killed after %s of CPU time (limit %s)", used.Round(time.Millisecond), r.exec.CPUTime))
+				r.kill()
+			}
+		case <-grace:
+			grace = nil
+			r.kill()
+		}
+	}
+}
+
+// endRun kills whatever the program left behind: the run ends with its
+// program, and no pipe a daemon holds may keep it open.
+func (r *subRun) endRun() {
+	if r.box != nil {
+		r.box.Kill()
+	}
+	if r.group != nil {
+		r.group.Kill()
+	}
+}
+
+// collect turns the exit and the cgroup's accounting into the result.
+func (r *subRun) collect(e proc.Exit) {
+	rs := r.rs
+	res := &rs.result
+	res.Stdout, res.StdoutTruncated = r.stdout.bytes()
+	res.Stderr, res.StderrTruncated = r.stderr.bytes()
+	res.Metrics.TimeMs = ms(time.Since(rs.start))
+
+	oom := 0
+	if r.group != nil {
+		if st, err := r.group.Stats(); err == nil {
+			if st.HasCPU {
+				res.Metrics.CPUMs = ms(st.CPUUsage)
+				res.Metrics.UserMs = ms(st.CPUUser)
+				res.Metrics.SysMs = ms(st.CPUSystem)
+			}
+			if st.HasMemoryPeak {
+				setMemPeak(&res.Metrics, st.MemoryPeak)
+			}
+			if st.HasPidsPeak {
+				p := st.PidsPeak
+				res.Metrics.PidsPeak = &p
+			}
+			hit := st.PidsLimitHit
+			res.Metrics.PidsLimitHit = &hit
+			oom = st.OOMKills
+		}
+	}
+	if oom > 0 {
+		rs.limit(StatusMemoryLimit, fmt.Sprintf("out of memory: the %s limit was reached (%d OOM kill(s))", r.exec.Memory, oom))
+	}
+	if r.listener != nil {
+		for _, v := range r.listener.Violations() {
+			res.Violations = append(res.Violations, Violation{Syscall: v.Syscall, Count: v.Count})
+		}
+	}
+
+	if !e.Reported {
+		res.ExitCode = -1
+		if r.bySandbox {
+			res.Signal = "SIGKILL"
+			rs.outcome(StatusSignaled, CodeProcessSignaled, "killed by the sandbox")
+			return
+		}
+		rs.outcome(StatusSetupError, CodeSetupFailed, "the sandbox init ended before the program: "+e.Err)
+		return
+	}
+	ws := e.Status
+	switch {
+	case ws.Exited():
+		res.ExitCode = ws.ExitStatus()
+		if res.ExitCode == 0 {
+			rs.outcome(StatusOK, "", "")
+		} else {
+			rs.outcome(StatusNonzeroExit, CodeProcessExit, fmt.Sprintf("exited with code %d", res.ExitCode))
+		}
+	case ws.Signaled():
+		sig := ws.Signal()
+		res.ExitCode = -1
+		res.Signal = signalName(int(sig))
+		switch sig {
+		case syscall.SIGXCPU:
+			rs.limit(StatusCPULimit, "killed by SIGXCPU: the CPU-time limit was reached")
+		case syscall.SIGXFSZ:
+			rs.limit(StatusFileSizeLimit, fmt.Sprintf("killed by SIGXFSZ: a file passed the %s limit", r.exec.MaxFileSize))
+		case syscall.SIGSYS:
+			if r.s.cfg.Security.OnViolation == ViolationKill {
+				rs.limit(StatusViolation, "killed by a denied system call")
+			}
+		}
+		rs.outcome(StatusSignaled, CodeProcessSignaled, "killed by "+res.Signal)
+	default:
+		res.ExitCode = -1
+		rs.outcome(StatusSetupError, CodeSetupFailed, fmt.Sprintf("unexpected wait status %#x", int(ws)))
+	}
+}
+
+// cleanup releases everything the run holds, whatever happened.
+func (r *subRun) cleanup() {
+	if r.box != nil {
+		r.box.Kill()
+	}
+	if r.listener != nil {
+		r.listener.Close()
+	}
+	if r.box != nil {
+		r.box.Close()
+	}
+	if r.group != nil {
+		r.group.Close()
+	}
+}
