@@ -38,8 +38,8 @@ type subRun struct {
 	readers        sync.WaitGroup
 	listener       *seccomp.Listener
 
-	killOnce sync.Once
-	killed   chan struct{} // closed when the run is being ended by the sandbox
+	killOnce  sync.Once
+	killed    chan struct{} // closed when the run is being ended by the sandbox
 	bySandbox bool
 }
 
@@ -173,9 +173,6 @@ func (r *subRun) execute(ctx context.Context) {
 	}
 	if started.LandlockABI > 0 {
 		rs.result.Isolation.LandlockABI = started.LandlockABI
-	}
-	for _, n := range started.Notes {
-		rs.result.Isolation.Degraded = append(rs.result.Isolation.Degraded, Degradation{Layer: "landlock", Reason: n})
 	}
 	if r.group != nil {
 		if err := r.group.AddProcess(started.Pid); err != nil {

@@ -1,6 +1,7 @@
 package initproc
 
 import (
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -12,8 +13,15 @@ import (
 func signalsIgnore() {
 	// The init reacts to the supervisor's messages, not to signals; and a
 	// pid 1 that died of a stray signal would end the run as a set-up error.
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+	// Caught, not ignored: an ignored disposition survives exec and the
+	// program would inherit it (a `sleep` deaf to SIGTERM).
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
 		syscall.SIGPIPE, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
+	go func() {
+		for range ch {
+		}
+	}()
 }
 
 // supervise is pid 1's life after the program started: it releases the

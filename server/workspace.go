@@ -1,0 +1,206 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// File is one inline file of a run request.
+type File struct {
+	Path     string `json:"path"`
+	Content  string `json:"content"`
+	Encoding string `json:"encoding,omitempty"` // utf8 (default) or base64
+	Mode     string `json:"mode,omitempty"`     // octal permission bits, default 0644
+}
+
+// fileLimits caps what one request may upload.
+type fileLimits struct {
+	count int   // files per request
+	total int64 // decoded bytes of all files
+	depth int   // path components
+}
+
+// decodedFile is a validated file ready to be written.
+type decodedFile struct {
+	rel  string // cleaned, relative, slash-separated
+	data []byte
+	mode os.FileMode
+}
+
+// checkFiles validates paths, encodings and modes, and decodes the
+// contents. Nothing touches the disk here.
+func checkFiles(files []File, lim fileLimits) ([]decodedFile, error) {
+	if len(files) > lim.count {
+		return nil, badRequest("files: %d files; at most %d are accepted", len(files), lim.count)
+	}
+	out := make([]decodedFile, 0, len(files))
+	seen := map[string]bool{}
+	var total int64
+	for i, f := range files {
+		name := "files[" + strconv.Itoa(i) + "]"
+		rel, err := checkPath(f.Path, lim.depth)
+		if err != nil {
+			return nil, badRequest("%s.path %q: %s", name, clip(f.Path), err.Error())
+		}
+		if seen[rel] {
+			return nil, badRequest("%s.path %q: given twice", name, rel)
+		}
+		seen[rel] = true
+		var data []byte
+		switch f.Encoding {
+		case "", "utf8":
+			data = []byte(f.Content)
+		case "base64":
+			data, err = base64.StdEncoding.DecodeString(f.Content)
+			if err != nil {
+				return nil, badRequest("%s.content: not valid standard base64", name)
+			}
+		default:
+			return nil, badRequest("%s.encoding %q: want \"utf8\" or \"base64\"", name, clip(f.Encoding))
+		}
+		mode := os.FileMode(0o644)
+		if f.Mode != "" {
+			m, err := strconv.ParseUint(strings.TrimPrefix(f.Mode, "0o"), 8, 32)
+			if err != nil || m > 0o777 {
+				return nil, badRequest("%s.mode %q: want octal permission bits such as \"0644\" or \"0755\" (no setuid, setgid or sticky)", name, clip(f.Mode))
+			}
+			mode = os.FileMode(m)
+		}
+		total += int64(len(data))
+		if total > lim.total {
+			return nil, badRequest("files: more than %d bytes in all", lim.total)
+		}
+		out = append(out, decodedFile{rel: rel, data: data, mode: mode})
+	}
+	// A file cannot also be a directory of another file.
+	for _, f := range out {
+		for dir := path.Dir(f.rel); dir != "."; dir = path.Dir(dir) {
+			if seen[dir] {
+				return nil, badRequest("files: %q is a file and also the directory of %q", dir, f.rel)
+			}
+		}
+	}
+	return out, nil
+}
+
+var errPath = errors.New("")
+
+// checkPath accepts a clean relative path of at most depth components,
+// without "..", "." or empty components.
+func checkPath(p string, depth int) (string, error) {
+	switch {
+	case p == "":
+		return "", errors.New("empty path")
+	case len(p) > 1024:
+		return "", errors.New("longer than 1024 bytes")
+	case strings.HasPrefix(p, "/"):
+		return "", errors.New("absolute paths are not accepted; want a path relative to the workspace")
+	case strings.ContainsRune(p, 0):
+		return "", errors.New("contains a NUL byte")
+	}
+	parts := strings.Split(p, "/")
+	if len(parts) > depth {
+		return "", errors.New("more than " + strconv.Itoa(depth) + " components")
+	}
+	for _, c := range parts {
+		switch c {
+		case "..":
+			return "", errors.New(`".." is not accepted`)
+		case ".", "":
+			return "", errors.New("want a clean path (no \".\" or empty components, no trailing slash)")
+		}
+		if len(c) > 255 {
+			return "", errors.New("a component is longer than 255 bytes")
+		}
+	}
+	return p, nil
+}
+
+// clip shortens client strings quoted back in messages.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// writeFiles writes the files into dir (a fresh directory the server just
+// created) and hands everything to uid:gid, the sandbox user's host ids,
+// so the run can write its workspace. Every component is created here with
+// O_NOFOLLOW/O_EXCL relative to the parent's descriptor, so no symlink can
+// redirect a write (nothing else writes into dir before the run).
+func writeFiles(dir string, files []decodedFile, uid, gid int) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	made := map[string]bool{}
+	for _, f := range files {
+		parent := path.Dir(f.rel)
+		if parent != "." && !made[parent] {
+			if err := mkdirAll(root, parent, uid, gid, made); err != nil {
+				return err
+			}
+		}
+		fh, err := root.OpenFile(f.rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return err
+		}
+		_, werr := fh.Write(f.data)
+		if werr == nil {
+			werr = fh.Chown(uid, gid)
+		}
+		if werr == nil {
+			// Chmod after chown: the mode is exactly what the client asked,
+			// unaffected by the umask.
+			werr = fh.Chmod(f.mode)
+		}
+		if cerr := fh.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return werr
+		}
+	}
+	return os.Chown(dir, uid, gid)
+}
+
+func mkdirAll(root *os.Root, rel string, uid, gid int, made map[string]bool) error {
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		if made[p] {
+			continue
+		}
+		if err := root.Mkdir(p, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		if err := root.Lchown(p, uid, gid); err != nil {
+			return err
+		}
+		made[p] = true
+	}
+	return nil
+}
+
+// newRunDir creates the per-run directory under base, owned by the sandbox
+// user (mode 0700: only that user and root can enter it).
+func newRunDir(base string, uid, gid int) (string, error) {
+	dir, err := os.MkdirTemp(base, "sandbox-run-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return filepath.Clean(dir), nil
+}
