@@ -41,6 +41,8 @@ type subRun struct {
 	killOnce  sync.Once
 	killed    chan struct{} // closed when the run is being ended by the sandbox
 	bySandbox bool
+
+	ipc *ipcRun // the handler protocol (protocol_linux.go); nil when not spoken
 }
 
 func (s *subprocess) run(ctx context.Context, rs *runState) {
@@ -129,6 +131,9 @@ func (r *subRun) execute(ctx context.Context) {
 	}
 
 	prep, execSpec, err := r.specs(plan)
+	if err == nil && r.ipc != nil {
+		childEnds = append(childEnds, r.ipc.child) // the protocol socket, fd 3 (protocol_linux.go)
+	}
 	if err != nil {
 		closeChildEnds()
 		stdinW.Close()
@@ -210,6 +215,7 @@ func (r *subRun) execute(ctx context.Context) {
 	}
 	spawn.End()
 	setup.End()
+	r.startProtocol(ctx) // handshake and run message (protocol_linux.go)
 
 	execSpan := rs.span("execute")
 	exit := r.wait(ctx, deadline)
@@ -246,6 +252,9 @@ func (r *subRun) plan() (*mount.Plan, error) {
 	p, err := mount.NewPlan(o)
 	if err != nil {
 		return nil, planError(err)
+	}
+	if r.rs.kind == KindFile {
+		p.Run = append(p.Run, bootstrapFiles()...) // /sandbox/bootstrap (runtime_linux.go)
 	}
 	return p, nil
 }
@@ -314,10 +323,13 @@ func (r *subRun) command() ([]string, map[string]string, bool, error) {
 		env["TRACEPARENT"] = monitor.FormatTraceparent(span.TraceID(), monitor.NewSpanID(), true)
 	}
 	h := r.rs.handler
-	if r.rs.kind == KindCommand {
+	if r.rs.kind == KindCommand && !h.Protocol {
 		return h.Command, env, false, nil
 	}
-	return nil, nil, false, errors.New("file handlers are not supported yet")
+	// File handlers and protocol commands: the socket and session are made
+	// here (protocol_linux.go).
+	argv, err := r.protocolCommand(env)
+	return argv, env, err == nil, err
 }
 
 func (r *subRun) rlimits() []spec.Rlimit {

@@ -46,7 +46,7 @@ func interpreter(runtime string) string {
 			continue
 		}
 		for _, root := range visibleRoots {
-			if within(real, root) {
+			if pathWithin(real, root) {
 				return c
 			}
 		}
@@ -57,7 +57,7 @@ func interpreter(runtime string) string {
 	return cands[0]
 }
 
-func within(p, root string) bool { return p == root || strings.HasPrefix(p, root+"/") }
+func pathWithin(p, root string) bool { return p == root || strings.HasPrefix(p, root+"/") }
 
 // nodeHeapMiB derives V8's old-space limit from the run's memory limit, so
 // a handler that allocates without end meets V8's own limit (a clean
@@ -94,37 +94,38 @@ func handlerArgv(runtime string, mem Size) []string {
 // the bootstrap answers HANDLER_NOT_FOUND, as it does for a plugin root that
 // does not exist (noted in the run's log).
 func runtimeMounts(rs *runState) ([]mount.Bind, error) {
-	root := rs.ec.PluginRoot
-	if root == "" {
-		return nil, nil
-	}
-	if !filepath.IsAbs(root) {
-		abs, err := filepath.Abs(root)
-		if err != nil {
-			return nil, fmt.Errorf("plugin root %q: %w", root, err)
+	root, ok, err := pluginRoot(rs.ec)
+	if err != nil || !ok {
+		if root != "" && err == nil {
+			rs.log(LogLine{Level: "warn", Source: "sandbox", Message: "plugin root " + root + " does not exist: nothing is mounted at " + pluginTarget})
 		}
-		root = abs
-	}
-	fi, err := os.Stat(root)
-	switch {
-	case os.IsNotExist(err):
-		rs.log(LogLine{Level: "warn", Source: "sandbox", Message: "plugin root " + root + " does not exist: nothing is mounted at " + pluginTarget})
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("plugin root: %w", err)
-	case !fi.IsDir():
-		return nil, fmt.Errorf("plugin root %s is not a directory", root)
+		return nil, err
 	}
 	return []mount.Bind{{Source: root, Target: pluginTarget}}, nil
 }
 
-// pluginMounted reports whether runtimeMounts mounts a plugin root.
-func pluginMounted(ec ExecutionContext) bool {
-	if ec.PluginRoot == "" {
-		return false
+// pluginRoot returns the run's plugin root as an absolute host path and
+// whether it is mounted (it exists); a plugin root that exists but is not a
+// directory is an error.
+func pluginRoot(ec ExecutionContext) (string, bool, error) {
+	root := ec.PluginRoot
+	if root == "" {
+		return "", false, nil
 	}
-	fi, err := os.Stat(ec.PluginRoot)
-	return err == nil && fi.IsDir()
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return root, false, fmt.Errorf("plugin root %q: %w", root, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case os.IsNotExist(err):
+		return abs, false, nil
+	case err != nil:
+		return abs, false, fmt.Errorf("plugin root: %w", err)
+	case !fi.IsDir():
+		return abs, false, fmt.Errorf("plugin root %s is not a directory", abs)
+	}
+	return abs, true, nil
 }
 
 // bootstrapFiles are the embedded bootstraps as files of the sandbox's root

@@ -42,6 +42,7 @@ func (r *subRun) wait(ctx context.Context, deadline time.Time) proc.Exit {
 			return
 		}
 		terminating = true
+		r.cancelProtocol() // {"type":"cancel"} goes with the SIGTERM (protocol_linux.go)
 		g := time.Duration(r.exec.Grace)
 		if g <= time.Millisecond {
 			r.kill()
@@ -91,6 +92,9 @@ func (r *subRun) endRun() {
 
 // collect turns the exit and the cgroup's accounting into the result.
 func (r *subRun) collect(e proc.Exit) {
+	if r.ipc != nil {
+		defer r.finishProtocol(e) // the protocol's verdict over the exit's (protocol_linux.go)
+	}
 	rs := r.rs
 	res := &rs.result
 	res.Stdout, res.StdoutTruncated = r.stdout.bytes()
@@ -168,6 +172,7 @@ func (r *subRun) collect(e proc.Exit) {
 
 // cleanup releases everything the run holds, whatever happened.
 func (r *subRun) cleanup() {
+	r.closeProtocol()
 	if r.box != nil {
 		r.box.Kill()
 	}

@@ -90,8 +90,6 @@ func checkFiles(files []File, lim fileLimits) ([]decodedFile, error) {
 	return out, nil
 }
 
-var errPath = errors.New("")
-
 // checkPath accepts a clean relative path of at most depth components,
 // without "..", "." or empty components.
 func checkPath(p string, depth int) (string, error) {

@@ -1,0 +1,17 @@
+"""Test plugin for handler_linux_test.go."""
+
+
+def run(input, ctx):
+    ctx.log("info", "adding %d and %d" % (input["a"], input["b"]), {"n": 2})
+    ctx.progress(50, "half way")
+    return {"sum": input["a"] + input["b"], "pluginRoot": ctx.pluginRoot}
+
+
+def fail(input, ctx):
+    err = ValueError("boom")
+    err.code = "E_X"
+    raise err
+
+
+def noop(input, ctx):
+    return {"ok": 1}
