@@ -15,3 +15,9 @@ def fail(input, ctx):
 
 def noop(input, ctx):
     return {"ok": 1}
+
+
+def hog(input, ctx):
+    keep = []
+    while True:
+        keep.append(b"x" * (1 << 20))

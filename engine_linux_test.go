@@ -1,0 +1,436 @@
+package sandbox_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kb-labs/sandbox"
+	"github.com/kb-labs/sandbox/internal/testenv"
+)
+
+// newRunner returns a subprocess Runner for cfg, closed with the test.
+func newEngineRunner(t *testing.T, cfg sandbox.Config) *sandbox.Runner {
+	t.Helper()
+	testenv.Require(t, "root", "userns", "cgroup-v1")
+	r, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func run(t *testing.T, r *sandbox.Runner, argv ...string) *sandbox.Result {
+	t.Helper()
+	res, err := r.Run(context.Background(), sandbox.Command(argv...), nil, nil)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res
+}
+
+func sh(t *testing.T, r *sandbox.Runner, script string) *sandbox.Result {
+	t.Helper()
+	return run(t, r, "sh", "-c", script)
+}
+
+func wantStatus(t *testing.T, res *sandbox.Result, want sandbox.Status) {
+	t.Helper()
+	if res.Status != want {
+		t.Fatalf("status %s, want %s (error %+v, stdout %q, stderr %q)", res.Status, want, res.Error, res.Stdout, res.Stderr)
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	r := newEngineRunner(t, sandbox.Config{})
+	res := sh(t, r, `id -u; id -G; hostname; ls /proc | grep -c '^[0-9]'; cat /proc/self/status | grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):'`)
+	wantStatus(t, res, sandbox.StatusOK)
+	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	if len(lines) < 8 {
+		t.Fatalf("short output %q", res.Stdout)
+	}
+	if lines[0] != "1000" || lines[1] != "1000" || lines[2] != "sandbox" {
+		t.Errorf("uid, groups, hostname = %q, %q, %q; want 1000, 1000, sandbox", lines[0], lines[1], lines[2])
+	}
+	// Only the run's own processes: the init, sh, ls and grep.
+	if n, _ := strconv.Atoi(lines[3]); n < 2 || n > 6 {
+		t.Errorf("/proc lists %d processes, want only the run's own", n)
+	}
+	status := strings.Join(lines[4:], "\n")
+	for _, want := range []string{"CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("/proc/self/status lacks %q:\n%s", want, status)
+		}
+	}
+	iso := res.Isolation
+	if iso.Mode != sandbox.Subprocess || len(iso.Namespaces) != 7 || iso.Cgroup != "v1" || !iso.Seccomp || iso.LandlockABI < 6 || !iso.NoNewPrivs {
+		t.Errorf("isolation %+v", iso)
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{Grace: sandbox.Duration(time.Second)}})
+	cases := []struct {
+		name   string
+		argv   []string
+		status sandbox.Status
+		exit   int
+		signal string
+	}{
+		{"exit 7", []string{"sh", "-c", "exit 7"}, sandbox.StatusNonzeroExit, 7, ""},
+		{"sigterm self", []string{"sh", "-c", "kill -TERM $$"}, sandbox.StatusSignaled, 143, "SIGTERM"},
+		{"not found", []string{"/nonexistent"}, sandbox.StatusSetupError, 127, ""},
+		{"not found in PATH", []string{"no-such-command"}, sandbox.StatusSetupError, 127, ""},
+		{"not executable", []string{"/etc/passwd"}, sandbox.StatusSetupError, 126, ""},
+		{"ok", []string{"true"}, sandbox.StatusOK, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := run(t, r, c.argv...)
+			wantStatus(t, res, c.status)
+			if got := res.ExitStatus(); got != c.exit {
+				t.Errorf("exit status %d, want %d", got, c.exit)
+			}
+			if res.Signal != c.signal {
+				t.Errorf("signal %q, want %q", res.Signal, c.signal)
+			}
+		})
+	}
+}
+
+func TestLimits(t *testing.T) {
+	t.Run("timeout", func(t *testing.T) {
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{Timeout: sandbox.Duration(300 * time.Millisecond), Grace: sandbox.Duration(time.Second)}})
+		start := time.Now()
+		res := run(t, r, "sleep", "10")
+		wantStatus(t, res, sandbox.StatusTimeout)
+		if el := time.Since(start); el > 300*time.Millisecond+time.Second+time.Second {
+			t.Errorf("timeout took %v, want within deadline + grace + 1s", el)
+		}
+		if res.ExitStatus() != 124 {
+			t.Errorf("exit status %d, want 124", res.ExitStatus())
+		}
+	})
+	t.Run("sigterm ignored", func(t *testing.T) {
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{Timeout: sandbox.Duration(200 * time.Millisecond), Grace: sandbox.Duration(300 * time.Millisecond)}})
+		start := time.Now()
+		res := sh(t, r, `trap '' TERM; while :; do :; done`)
+		wantStatus(t, res, sandbox.StatusTimeout)
+		if res.Signal != "SIGKILL" {
+			t.Errorf("signal %q, want SIGKILL after the grace period", res.Signal)
+		}
+		if el := time.Since(start); el > 2*time.Second {
+			t.Errorf("took %v", el)
+		}
+	})
+	t.Run("cpu time", func(t *testing.T) {
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{CPUTime: sandbox.Duration(500 * time.Millisecond)}})
+		res := sh(t, r, `while :; do :; done`)
+		wantStatus(t, res, sandbox.StatusCPULimit)
+		if res.Metrics.CPUMs == nil || *res.Metrics.CPUMs < 450 {
+			t.Errorf("cpuMs %v, want about 500", res.Metrics.CPUMs)
+		}
+	})
+	t.Run("memory", func(t *testing.T) {
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{Memory: 32 * sandbox.MiB}})
+		res := run(t, r, "python3", "-c", "x = bytearray(1 << 30)")
+		wantStatus(t, res, sandbox.StatusMemoryLimit)
+		if p := res.Metrics.MemPeakBytes; p == nil || *p < 24<<20 || *p > 33<<20 {
+			t.Errorf("memPeakBytes %v, want near 32 MiB", p)
+		}
+	})
+	t.Run("memory peak", func(t *testing.T) {
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{Memory: 256 * sandbox.MiB}})
+		res := run(t, r, "python3", "-c", "x = bytearray(50 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1")
+		wantStatus(t, res, sandbox.StatusOK)
+		p := res.Metrics.MemPeakBytes
+		if p == nil || float64(*p) < 50<<20*0.8 || float64(*p) > 50<<20*1.2 {
+			t.Errorf("memPeakBytes %v, want within 20%% of 50 MiB", p)
+		}
+	})
+	t.Run("file size", func(t *testing.T) {
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{MaxFileSize: sandbox.MiB}})
+		res := run(t, r, "dd", "if=/dev/zero", "of=/tmp/f", "bs=1M", "count=4")
+		wantStatus(t, res, sandbox.StatusFileSizeLimit)
+	})
+	t.Run("fork bomb", func(t *testing.T) {
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{Pids: 20, Timeout: sandbox.Duration(3 * time.Second), Grace: sandbox.Duration(100 * time.Millisecond)}})
+		start := time.Now()
+		res := sh(t, r, `f() { f | f & }; f; sleep 1`)
+		if time.Since(start) > 8*time.Second {
+			t.Errorf("fork bomb took %v to end", time.Since(start))
+		}
+		if res.Metrics.PidsLimitHit == nil || !*res.Metrics.PidsLimitHit {
+			t.Errorf("pidsLimitHit %v, want true", res.Metrics.PidsLimitHit)
+		}
+	})
+	t.Run("output", func(t *testing.T) {
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{MaxOutput: 10 * sandbox.KiB}})
+		start := time.Now()
+		res := run(t, r, "yes")
+		wantStatus(t, res, sandbox.StatusOutputLimit)
+		if !res.StdoutTruncated || len(res.Stdout) != 10<<10 {
+			t.Errorf("stdout %d bytes truncated=%v, want the 10 KiB prefix", len(res.Stdout), res.StdoutTruncated)
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Errorf("output limit took %v", time.Since(start))
+		}
+	})
+}
+
+// hostProcesses lists host pids whose command line contains marker.
+func hostProcesses(marker string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(b), marker) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func TestNothingOutlivesTheProgram(t *testing.T) {
+	r := newEngineRunner(t, sandbox.Config{})
+	marker := fmt.Sprintf("daemon-marker-%d", time.Now().UnixNano())
+	res := sh(t, r, `setsid sh -c 'exec -a `+marker+` sleep 300' </dev/null >/dev/null 2>&1 &
+nohup sh -c 'exec -a `+marker+` sleep 300' >/dev/null 2>&1 &
+(sh -c 'exec -a `+marker+` sleep 300' &) ; sleep 0.2; echo started`)
+	wantStatus(t, res, sandbox.StatusOK)
+	if got := hostProcesses(marker); len(got) > 0 {
+		t.Fatalf("processes left on the host: %v", got)
+	}
+}
+
+func TestHostIsolation(t *testing.T) {
+	r := newEngineRunner(t, sandbox.Config{Permissions: sandbox.Permissions{Env: sandbox.EnvPolicy{Allow: []string{"SBX_ALLOWED_*"}}}})
+	t.Run("host file", func(t *testing.T) {
+		secret := filepath.Join(os.TempDir(), fmt.Sprintf("sbx-secret-%d", time.Now().UnixNano()))
+		if err := os.WriteFile(secret, []byte("s3cret"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(secret)
+		res := run(t, r, "cat", secret)
+		if res.OK || strings.Contains(string(res.Stdout), "s3cret") {
+			t.Fatalf("host file readable: %s %q", res.Status, res.Stdout)
+		}
+	})
+	t.Run("environment", func(t *testing.T) {
+		t.Setenv("SBX_SECRET_TOKEN", "hunter2")
+		t.Setenv("SBX_ALLOWED_X", "visible")
+		res := run(t, r, "env")
+		wantStatus(t, res, sandbox.StatusOK)
+		if strings.Contains(string(res.Stdout), "hunter2") {
+			t.Error("a host variable leaked into the sandbox")
+		}
+		if !strings.Contains(string(res.Stdout), "SBX_ALLOWED_X=visible") {
+			t.Error("an allowed variable is missing")
+		}
+		for _, want := range []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "TMPDIR=/tmp", "LANG=C.UTF-8"} {
+			if !strings.Contains(string(res.Stdout), want) {
+				t.Errorf("base environment lacks %s", want)
+			}
+		}
+	})
+	t.Run("read-only system", func(t *testing.T) {
+		marker := fmt.Sprintf("sbx-write-%d", time.Now().UnixNano())
+		for _, dir := range []string{"/usr", "/etc", "/", "/usr/bin"} {
+			res := sh(t, r, "echo x > "+filepath.Join(dir, marker))
+			if res.OK {
+				t.Errorf("write to %s succeeded", dir)
+			}
+			if _, err := os.Stat(filepath.Join(dir, marker)); err == nil {
+				os.Remove(filepath.Join(dir, marker))
+				t.Errorf("file appeared on the host in %s", dir)
+			}
+		}
+	})
+	t.Run("network none", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		accepted := make(chan struct{}, 1)
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				c.Close()
+				accepted <- struct{}{}
+			}
+		}()
+		port := ln.Addr().(*net.TCPAddr).Port
+		res := run(t, r, "python3", "-c", fmt.Sprintf("import socket; socket.create_connection(('127.0.0.1', %d), timeout=1)", port))
+		if res.OK {
+			t.Error("connection to a host port succeeded")
+		}
+		select {
+		case <-accepted:
+			t.Error("the host listener accepted a connection from the sandbox")
+		case <-time.After(100 * time.Millisecond):
+		}
+	})
+	t.Run("leaked fd", func(t *testing.T) {
+		f, err := os.CreateTemp("", "sbx-leak")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(f.Name())
+		f.WriteString("leaked-secret")
+		// Clear close-on-exec on purpose: the engine must still not pass it.
+		syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), syscall.F_SETFD, 0)
+		defer f.Close()
+		res := sh(t, r, fmt.Sprintf("ls /proc/self/fd; cat /proc/self/fd/%d", f.Fd()))
+		if strings.Contains(string(res.Stdout), "leaked-secret") {
+			t.Fatal("a leaked host fd is readable inside")
+		}
+		fds := strings.Fields(string(res.Stdout))
+		for _, fd := range fds {
+			if n, err := strconv.Atoi(fd); err == nil && n > 3 {
+				t.Errorf("unexpected fd %d open in the program (fds %v)", n, fds)
+			}
+		}
+	})
+}
+
+func TestWorkdirOwnership(t *testing.T) {
+	testenv.Require(t, "root", "userns")
+	dir, err := os.MkdirTemp("", "sbx-workdir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	// The sandbox user is host uid hostIdBase+1000.
+	if err := os.Chown(dir, 101000, 101000); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	r := newEngineRunner(t, sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Workdir: dir}}})
+	res := sh(t, r, "echo data > /workspace/out.txt; pwd")
+	wantStatus(t, res, sandbox.StatusOK)
+	st, err := os.Stat(filepath.Join(dir, "out.txt"))
+	if err != nil {
+		t.Fatalf("file written in the workdir is missing on the host: %v", err)
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 101000 {
+		t.Errorf("file owned by host uid %d, want the unprivileged 101000", uid)
+	}
+}
+
+// TestKilledSupervisorLeavesNothing kills a `sandbox run` process (the test
+// binary acting as the CLI) with SIGKILL mid-run.
+func TestKilledSupervisorLeavesNothing(t *testing.T) {
+	testenv.Require(t, "root", "userns")
+	marker := fmt.Sprintf("orphan-marker-%d", time.Now().UnixNano())
+	cmd := exec.Command(os.Args[0], "run", "--", "sh", "-c", "exec -a "+marker+" sleep 300")
+	cmd.Env = append(os.Environ(), "SANDBOX_TEST_AS_CLI=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(hostProcesses(marker)) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the sandboxed program never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline = time.Now().Add(5 * time.Second)
+	for len(hostProcesses(marker)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("processes left after the supervisor died: %v", hostProcesses(marker))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestNoLeaks runs 200 mixed runs, 8 at a time, then checks that nothing the
+// test process created is left: processes, cgroups, mounts, descriptors.
+func TestNoLeaks(t *testing.T) {
+	r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{
+		Timeout: sandbox.Duration(2 * time.Second), Grace: sandbox.Duration(50 * time.Millisecond),
+		Memory: 64 * sandbox.MiB, MaxOutput: 4 * sandbox.KiB, Pids: 16}})
+	mountsBefore := countLines("/proc/self/mountinfo")
+	fdsBefore := countFDs()
+	scripts := []string{
+		"true", "exit 3", "echo hi", "yes", "sleep 5", "kill -KILL $$",
+		"sleep 100 & sleep 100 & echo bg", "f() { f | f & }; f", "/nonexistent",
+		"head -c 100000000 /dev/zero | tail -c 1 > /dev/null",
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx := context.Background()
+			if i%17 == 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+				defer cancel()
+			}
+			res, err := r.Run(ctx, sandbox.Command("sh", "-c", scripts[i%len(scripts)]), nil, nil)
+			if err != nil || res.Status == "" {
+				t.Errorf("run %d: %v", i, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	prefix := fmt.Sprintf("sbx-%d.", os.Getpid())
+	for _, dir := range []string{"/sys/fs/cgroup/memory/sandbox", "/sys/fs/cgroup/pids/sandbox", "/sys/fs/cgroup/cpu/sandbox", "/sys/fs/cgroup/cpuacct/sandbox", "/sys/fs/cgroup/freezer/sandbox", "/sys/fs/cgroup/unified/sandbox"} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix) {
+				t.Errorf("cgroup left: %s/%s", dir, e.Name())
+			}
+		}
+	}
+	if n := countLines("/proc/self/mountinfo"); n != mountsBefore {
+		t.Errorf("mounts: %d before, %d after", mountsBefore, n)
+	}
+	if n := countFDs(); n > fdsBefore+4 {
+		t.Errorf("descriptors: %d before, %d after", fdsBefore, n)
+	}
+	if kids := childrenOf(os.Getpid()); len(kids) > 0 {
+		t.Errorf("child processes left: %v", kids)
+	}
+}
+
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), "\n")
+}
+
+func countFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
+}
+
+func childrenOf(pid int) []string {
+	var out []string
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		out = append(out, strings.Fields(string(b))...)
+	}
+	return out
+}

@@ -1,0 +1,472 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kb-labs/sandbox"
+)
+
+// RunRequest is the body of POST /v1/runs (DESIGN.md section 8).
+type RunRequest struct {
+	Handler     *HandlerSpec    `json:"handler"`
+	Files       []File          `json:"files,omitempty"`
+	Input       json.RawMessage `json:"input,omitempty"`
+	Stdin       *string         `json:"stdin,omitempty"`
+	StdinBase64 *string         `json:"stdinBase64,omitempty"`
+	Context     json.RawMessage `json:"context,omitempty"`
+	Limits      *Limits         `json:"limits,omitempty"`
+	Permissions *Permissions    `json:"permissions,omitempty"`
+}
+
+// HandlerSpec is a command (argv, optionally offered the handler protocol)
+// or a runtime handler (node or python, a file of the upload, an export).
+type HandlerSpec struct {
+	Command  []string `json:"command,omitempty"`
+	Protocol bool     `json:"protocol,omitempty"`
+	Runtime  string   `json:"runtime,omitempty"`
+	File     string   `json:"file,omitempty"`
+	Export   string   `json:"export,omitempty"`
+}
+
+// Permissions a request may ask for, within the operator's ceilings.
+type Permissions struct {
+	Env     *EnvPermissions `json:"env,omitempty"`
+	Network string          `json:"network,omitempty"`
+}
+
+// EnvPermissions: Allow passes the server's own variables (names or
+// PREFIX_* globs within envAllowCeiling); Set adds variables.
+type EnvPermissions struct {
+	Allow []string          `json:"allow,omitempty"`
+	Set   map[string]string `json:"set,omitempty"`
+}
+
+// hostPathFields are ExecutionContext fields naming host paths: honoured
+// from the library and the CLI only, never from HTTP clients.
+var hostPathFields = []string{"workdir", "outdir", "pluginRoot"}
+
+// prepared is a validated request, ready to run.
+type prepared struct {
+	cfg     sandbox.Config
+	handler sandbox.Handler
+	input   any
+	ec      sandbox.ExecutionContext
+	files   []decodedFile
+	runtime bool
+}
+
+// decodeRun reads the body strictly: one JSON object, no unknown fields.
+func decodeRun(body io.Reader) (*RunRequest, error) {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	var req RunRequest
+	if err := dec.Decode(&req); err != nil {
+		return nil, jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		return nil, badRequest("the body must hold exactly one JSON object")
+	}
+	return &req, nil
+}
+
+// jsonError turns decoder errors into client messages (the decoder's own
+// strings are not part of the API).
+func jsonError(err error) error {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe), errors.As(err, &se), errors.As(err, &te):
+		return err
+	case errors.Is(err, io.EOF):
+		return badRequest("empty body; want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("the body ends in the middle of the JSON")
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return badRequest("unknown field %s", clip(name))
+	}
+	return badRequest("the body is not a valid run request")
+}
+
+// prepare validates the request against the server's ceilings and builds
+// what the engine needs. It touches nothing on disk.
+func (s *Server) prepare(req *RunRequest, requestID string) (*prepared, error) {
+	p := &prepared{cfg: s.cfg}
+	h := req.Handler
+	switch {
+	case h == nil:
+		return nil, badRequest("handler: required: {\"command\": [...]} or {\"runtime\": \"node|python\", \"file\": ...}")
+	case len(h.Command) > 0 && (h.Runtime != "" || h.File != "" || h.Export != ""):
+		return nil, badRequest("handler: set either command or runtime/file/export, not both")
+	case len(h.Command) > 0:
+		if h.Command[0] == "" {
+			return nil, badRequest("handler.command[0]: empty program name")
+		}
+		for _, a := range h.Command {
+			if strings.ContainsRune(a, 0) {
+				return nil, badRequest("handler.command: an argument contains a NUL byte")
+			}
+		}
+		p.handler = sandbox.Handler{Command: h.Command, Protocol: h.Protocol}
+	case h.Runtime != "" || h.File != "":
+		if h.Runtime != "node" && h.Runtime != "python" {
+			return nil, badRequest("handler.runtime %q: want \"node\" or \"python\"", clip(h.Runtime))
+		}
+		if h.Protocol {
+			return nil, badRequest("handler.protocol: applies to commands only (runtime handlers always speak it)")
+		}
+		if _, err := checkPath(h.File, s.files.depth); err != nil {
+			return nil, badRequest("handler.file %q: %s", clip(h.File), err.Error())
+		}
+		p.handler = sandbox.File(h.Runtime, h.File, h.Export)
+		p.runtime = true
+	default:
+		return nil, badRequest("handler: want a non-empty command, or a runtime and a file")
+	}
+
+	files, err := checkFiles(req.Files, s.files)
+	if err != nil {
+		return nil, err
+	}
+	p.files = files
+
+	n := 0
+	for _, set := range []bool{len(req.Input) > 0, req.Stdin != nil, req.StdinBase64 != nil} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, badRequest("input, stdin and stdinBase64: give at most one")
+	}
+	switch {
+	case req.Stdin != nil:
+		if p.runtime {
+			return nil, badRequest("stdin: runtime handlers take input (JSON), not stdin")
+		}
+		p.input = []byte(*req.Stdin)
+	case req.StdinBase64 != nil:
+		if p.runtime {
+			return nil, badRequest("stdinBase64: runtime handlers take input (JSON), not stdin")
+		}
+		b, err := base64.StdEncoding.DecodeString(*req.StdinBase64)
+		if err != nil {
+			return nil, badRequest("stdinBase64: not valid standard base64")
+		}
+		p.input = b
+	case len(req.Input) > 0:
+		p.input = json.RawMessage(req.Input)
+	}
+
+	if err := s.decodeContext(req.Context, &p.ec); err != nil {
+		return nil, err
+	}
+	if p.ec.RequestID == "" {
+		p.ec.RequestID = requestID
+	}
+
+	if p.cfg.Execution, err = req.Limits.apply(s.def, s.ceil); err != nil {
+		return nil, err
+	}
+	if err := s.applyPermissions(req.Permissions, &p.cfg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (s *Server) decodeContext(raw json.RawMessage, ec *sandbox.ExecutionContext) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return badRequest("context: want a JSON object")
+	}
+	for _, f := range hostPathFields {
+		if _, ok := fields[f]; ok {
+			return badRequest("context.%s: host paths are not accepted over HTTP; send files instead", f)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(ec); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return badRequest("context.%s: wrong JSON type", te.Field)
+		}
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return badRequest("context: unknown field %s", clip(name))
+		}
+		return badRequest("context: not a valid execution context")
+	}
+	if ec.RequestID != "" && !validRequestID(ec.RequestID) {
+		return badRequest("context.requestId: want at most 128 visible ASCII characters")
+	}
+	if v := ec.Version; v != "" {
+		if major, _, _ := strings.Cut(strings.TrimPrefix(v, "v"), "."); major != "1" {
+			return badRequest("context.version %q: want a semver string with major 1 (1.x.y)", clip(v))
+		}
+	}
+	if ec.Adapter != nil {
+		switch ec.Adapter["type"] {
+		case "cli", "rest", "job":
+		default:
+			return badRequest("context.adapterContext.type: want \"cli\", \"rest\" or \"job\"")
+		}
+	}
+	return nil
+}
+
+func (s *Server) applyPermissions(p *Permissions, cfg *sandbox.Config) error {
+	if p == nil {
+		return nil
+	}
+	switch sandbox.Network(p.Network) {
+	case "":
+	case sandbox.NetworkNone, sandbox.NetworkLoopback:
+		cfg.Permissions.Network = sandbox.Network(p.Network)
+	case sandbox.NetworkHost:
+		if !s.cfgAllowHost() {
+			return aboveCeiling("permissions.network \"host\" is not allowed by this server (server.allowHostNetwork)")
+		}
+		cfg.Permissions.Network = sandbox.NetworkHost
+	default:
+		return badRequest("permissions.network %q: want \"none\" or \"loopback\"", clip(p.Network))
+	}
+	if p.Env == nil {
+		return nil
+	}
+	for i, a := range p.Env.Allow {
+		if strings.Trim(a, "*") == "" && a != "" {
+			return aboveCeiling("permissions.env.allow[%d] %q: the whole host environment is never passed; name variables within server.envAllowCeiling", i, clip(a))
+		}
+		if !validEnvPattern(a) {
+			return badRequest("permissions.env.allow[%d] %q: want a variable name (A-Z, a-z, 0-9, _) or a PREFIX_* glob", i, clip(a))
+		}
+		if !withinCeiling(a, s.envCeiling()) {
+			return aboveCeiling("permissions.env.allow[%d] %q is not within the server's envAllowCeiling", i, clip(a))
+		}
+	}
+	for k := range p.Env.Set {
+		if !validEnvName(k) {
+			return badRequest("permissions.env.set %q: want variable names of A-Z, a-z, 0-9 and _, not starting with a digit", clip(k))
+		}
+	}
+	cfg.Permissions.Env.Allow = append(append([]string(nil), cfg.Permissions.Env.Allow...), p.Env.Allow...)
+	if len(p.Env.Set) > 0 {
+		set := make(map[string]string, len(cfg.Permissions.Env.Set)+len(p.Env.Set))
+		for k, v := range cfg.Permissions.Env.Set {
+			set[k] = v
+		}
+		for k, v := range p.Env.Set {
+			set[k] = v
+		}
+		cfg.Permissions.Env.Set = set
+	}
+	return nil
+}
+
+// withinCeiling: a name is covered by an equal name or a glob whose prefix
+// it starts with; a glob by a glob whose prefix its own prefix starts with.
+func withinCeiling(pattern string, ceiling []string) bool {
+	prefix, glob := strings.CutSuffix(pattern, "*")
+	for _, c := range ceiling {
+		cp, cglob := strings.CutSuffix(c, "*")
+		switch {
+		case cglob && strings.HasPrefix(prefix, cp):
+			return true
+		case !cglob && !glob && c == pattern:
+			return true
+		}
+	}
+	return false
+}
+
+func validEnvName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func validEnvPattern(p string) bool {
+	if prefix, ok := strings.CutSuffix(p, "*"); ok {
+		return prefix != "" && validEnvName(prefix)
+	}
+	return validEnvName(p)
+}
+
+// handleRun is POST /v1/runs.
+func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := requestIDFrom(ctx)
+
+	// Admission first: a queued request's body stays in the socket, so the
+	// memory of waiting requests is bounded by the kernel, not by us.
+	qStart := time.Now()
+	_, qspan := s.tracer.Start(ctx, "queue")
+	leave, err := s.gate.enter(ctx, s.stopping)
+	qspan.End()
+	if err != nil {
+		if ctx.Err() != nil {
+			s.metrics.rejected.WithLabelValues("client_gone").Inc()
+			return
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	defer leave()
+	s.metrics.setup.WithLabelValues("queue").Observe(time.Since(qStart).Seconds())
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
+
+	req, err := decodeRun(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p, err := s.prepare(req, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.execute(ctx, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// execute builds the run's directory, runs, and removes the directory.
+func (s *Server) execute(ctx context.Context, p *prepared) (*sandbox.Result, error) {
+	parentID := trace.SpanContextFromContext(ctx).SpanID().String()
+	ctx, span := s.tracer.Start(ctx, "run")
+	defer span.End()
+	uid := s.hostID()
+
+	wStart := time.Now()
+	_, wspan := s.tracer.Start(ctx, "workspace")
+	dir, err := newRunDir(s.opts.RunDir, uid, uid)
+	if err == nil {
+		defer os.RemoveAll(dir)
+		err = writeFiles(dir, p.files, uid, uid)
+	}
+	wspan.End()
+	if err != nil {
+		span.SetStatus(codes.Error, "workspace")
+		return nil, &Error{http.StatusInternalServerError, CodeInternal, "the run's workspace could not be written; the server log has the details"}
+	}
+	s.metrics.setup.WithLabelValues("workspace").Observe(time.Since(wStart).Seconds())
+	p.ec.Workdir = dir
+	if p.runtime {
+		p.ec.PluginRoot = dir
+	}
+
+	rStart := time.Now()
+	runner, release, created, err := s.runners.acquire(p.cfg)
+	if err != nil {
+		if errors.Is(err, sandbox.ErrClosed) {
+			return nil, errShuttingDown
+		}
+		return nil, err
+	}
+	defer release()
+	if created {
+		s.metrics.setup.WithLabelValues("runner").Observe(time.Since(rStart).Seconds())
+	}
+
+	// The engine's spans become children of the run span, in the trace the
+	// client's traceparent started (the request span continues it).
+	sc := span.SpanContext()
+	p.ec.TraceID, p.ec.SpanID, p.ec.ParentSpanID = sc.TraceID().String(), sc.SpanID().String(), parentID
+	// The run ends when the client goes away (ctx) or when the drain
+	// timeout of a shutdown passes (runCtx).
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.runCtx, cancel)
+	defer stop()
+
+	res, err := runner.Run(runCtx, p.handler, p.input, &p.ec)
+	if err != nil {
+		span.SetStatus(codes.Error, "misuse")
+		return nil, err
+	}
+	s.observe(ctx, span, res)
+	scrub(res, dir)
+	if !s.traces {
+		res.Traces = nil
+	}
+	return res, nil
+}
+
+func (s *Server) observe(ctx context.Context, span trace.Span, res *sandbox.Result) {
+	st := string(res.Status)
+	s.metrics.runs.WithLabelValues(st).Inc()
+	if t := res.Metrics.TimeMs; t != nil {
+		s.metrics.duration.WithLabelValues(st).Observe(*t / 1000)
+	}
+	if m := res.Metrics.MemPeakBytes; m != nil {
+		s.metrics.memPeak.Observe(float64(*m))
+	}
+	for _, sp := range res.Traces {
+		if sp.Name == "setup" {
+			s.metrics.setup.WithLabelValues("sandbox").Observe(sp.EndTime.Sub(sp.StartTime).Seconds())
+		}
+	}
+	engineSpans(ctx, s.tracer, res.Traces)
+	span.SetAttributes(attribute.String("sandbox.status", st), attribute.Int("sandbox.exit_code", res.ExitCode),
+		attribute.String("sandbox.request_id", res.RequestID))
+	if !res.OK {
+		span.SetStatus(codes.Error, st)
+	}
+}
+
+// scrub replaces the run directory's host path in what the engine wrote
+// (set-up messages, its own log notes) by the path the run saw.
+func scrub(res *sandbox.Result, dir string) {
+	if res.Error != nil {
+		res.Error.Message = strings.ReplaceAll(res.Error.Message, dir, "/workspace")
+		res.Error.Stack = strings.ReplaceAll(res.Error.Stack, dir, "/workspace")
+	}
+	for i := range res.Logs {
+		if res.Logs[i].Source == "sandbox" {
+			res.Logs[i].Message = strings.ReplaceAll(res.Logs[i].Message, dir, "/workspace")
+		}
+	}
+}
+
+// hostID is the host uid and gid of the sandbox user (hostIdBase+1000).
+func (s *Server) hostID() int {
+	base := s.cfg.Security.HostIDBase
+	if base == 0 {
+		base = sandbox.DefaultHostIDBase
+	}
+	return base + 1000
+}
+
+func (s *Server) cfgAllowHost() bool   { return s.allowHost }
+func (s *Server) envCeiling() []string { return s.envAllow }
