@@ -368,6 +368,11 @@ func (c Config) withDefaults() Config {
 	if c.Mode == "" {
 		c.Mode = Subprocess
 	}
+	if c.Mode == InProcess && c.Execution.Pids == 0 {
+		// Nothing in-process counts processes: the truthful default is no
+		// limit, so that an explicit limit (even 128) can be refused.
+		c.Execution.Pids = Unlimited
+	}
 	c.Execution = c.Execution.withDefaults()
 	p := &c.Permissions
 	if p.Network == "" {
@@ -464,7 +469,7 @@ func (c *Config) validate() error {
 	if err := c.Execution.validate("execution"); err != nil {
 		return err
 	}
-	if c.Mode == InProcess && c.Execution.Pids != DefaultPids {
+	if c.Mode == InProcess && c.Execution.Pids != Unlimited {
 		// Nothing in-process can count processes: refusing beats pretending.
 		return &ConfigError{"execution.pids", c.Execution.Pids.String(), "in-process mode cannot enforce a process limit; remove it or use subprocess mode"}
 	}

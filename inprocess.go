@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -13,7 +14,8 @@ import (
 // (untrusted: isolated by the WASM runtime) in the caller's process.
 type inProcess struct {
 	cfg  *Config
-	wasm *wasmRunner // nil until the first WASM run
+	once sync.Once
+	wasm *wasmRunner // created by the first WASM run
 }
 
 func newInProcess(cfg *Config) (*inProcess, error) {

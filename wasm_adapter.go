@@ -2,13 +2,154 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kb-labs/sandbox/internal/mount"
+	"github.com/kb-labs/sandbox/wasm"
 )
 
-// wasmRunner adapts the wasm package (TODO(#6)).
-type wasmRunner struct{}
+// wasmRunner adapts the wasm package to the Runner: one engine (and its
+// compilation cache) per Runner, created on the first WASM run.
+type wasmRunner struct {
+	once   sync.Once
+	engine *wasm.Engine
+	err    error
+}
 
-func (w *wasmRunner) close() error { return nil }
+func (w *wasmRunner) get(cfg *Config) (*wasm.Engine, error) {
+	w.once.Do(func() {
+		w.engine, w.err = wasm.NewEngine(wasm.Config{CacheDir: cfg.WASM.CacheDir, Deterministic: cfg.WASM.Deterministic})
+	})
+	return w.engine, w.err
+}
 
+func (w *wasmRunner) close() error {
+	if w.engine != nil {
+		return w.engine.Close()
+	}
+	return nil
+}
+
+// runWASM runs a WASI module under the same policy and Result as the
+// subprocess engine: only the configured mounts, the environment policy, the
+// output caps, a hard memory limit and a wall timeout that stops even a
+// tight loop.
 func (s *inProcess) runWASM(ctx context.Context, rs *runState) {
-	rs.setupError(CodeSetupFailed, "WebAssembly modules are not supported yet")
+	rs.result.Isolation = Isolation{Mode: InProcess, Runtime: "wasm", Network: NetworkNone}
+	s.once.Do(func() { s.wasm = &wasmRunner{} })
+	setup := rs.span("setup")
+	engine, err := s.wasm.get(s.cfg)
+	if err != nil {
+		setup.End()
+		rs.setupError(CodeSetupFailed, "WebAssembly runtime: "+err.Error())
+		return
+	}
+	exec := s.cfg.Execution
+	fs := s.cfg.Permissions.Filesystem
+	var mounts []wasm.Mount
+	for _, m := range fs.ReadOnly {
+		mounts = append(mounts, wasm.Mount{HostPath: m.Source, GuestPath: orDefault(m.Target, m.Source), ReadOnly: true})
+	}
+	for _, m := range fs.ReadWrite {
+		mounts = append(mounts, wasm.Mount{HostPath: m.Source, GuestPath: orDefault(m.Target, m.Source)})
+	}
+	workdir := fs.Workdir
+	if rs.ec.Workdir != "" {
+		workdir = rs.ec.Workdir
+	}
+	if workdir != "" {
+		mounts = append(mounts, wasm.Mount{HostPath: workdir, GuestPath: mount.Workspace})
+	}
+	outdir := fs.Outdir
+	if rs.ec.Outdir != "" {
+		outdir = rs.ec.Outdir
+	}
+	if outdir != "" {
+		mounts = append(mounts, wasm.Mount{HostPath: outdir, GuestPath: mount.Out})
+	}
+	stdout := newCapture(rs, "stdout", "info", exec.MaxOutput)
+	stderr := newCapture(rs, "stderr", "error", exec.MaxOutput)
+	if rs.stream != nil {
+		stdout.passthru = passthru(rs.stream.Stdout)
+		stderr.passthru = passthru(rs.stream.Stderr)
+	}
+	spec := wasm.Spec{
+		Path:   rs.handler.WASM,
+		Bytes:  rs.handler.WASMBytes,
+		Args:   rs.handler.Args,
+		Env:    resolveEnv(s.cfg.Permissions.Env, nil),
+		Stdin:  stdinReader(rs.input),
+		Stdout: stdout,
+		Stderr: stderr,
+		Mounts: mounts,
+	}
+	if len(spec.Args) == 0 {
+		spec.Args = []string{"module.wasm"}
+	}
+	if exec.Memory != Unlimited {
+		spec.MemoryLimitBytes = int64(exec.Memory)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if exec.Timeout != Unlimited {
+		var c2 context.CancelFunc
+		runCtx, c2 = context.WithDeadline(runCtx, rs.start.Add(time.Duration(exec.Timeout)))
+		defer c2()
+	}
+	setup.End()
+	span := rs.span("execute")
+	out, err := engine.Run(runCtx, spec)
+	span.End()
+	rs.result.Stdout, rs.result.StdoutTruncated = stdout.bytes()
+	rs.result.Stderr, rs.result.StderrTruncated = stderr.bytes()
+	if err != nil {
+		rs.setupError(CodeSetupFailed, err.Error())
+		return
+	}
+	if out.MemoryPeakBytes > 0 {
+		setMemPeak(&rs.result.Metrics, out.MemoryPeakBytes)
+	}
+	if out.Interrupted {
+		if ctx.Err() != nil {
+			rs.limit(StatusCancelled, "cancelled by the caller: "+context.Cause(ctx).Error())
+		} else {
+			rs.limit(StatusTimeout, fmt.Sprintf("stopped after the %s wall-clock limit", exec.Timeout))
+		}
+	}
+	if out.MemoryLimitHit {
+		rs.limit(StatusMemoryLimit, fmt.Sprintf("memory growth refused at the %s limit", exec.Memory))
+	}
+	switch {
+	case out.Trap != "":
+		rs.result.ExitCode = -1
+		rs.outcome(StatusSignaled, CodeWASMTrap, out.Trap)
+		rs.result.Error.Stack = out.TrapStack
+	case out.Exited && out.ExitCode == 0:
+		rs.result.ExitCode = 0
+		rs.outcome(StatusOK, "", "")
+	case out.Exited:
+		rs.result.ExitCode = out.ExitCode
+		rs.outcome(StatusNonzeroExit, CodeProcessExit, fmt.Sprintf("exited with code %d", out.ExitCode))
+	default:
+		rs.result.ExitCode = -1
+		rs.outcome(StatusSignaled, CodeWASMTrap, "the module was stopped")
+	}
+}
+
+func stdinReader(input any) io.Reader {
+	switch v := input.(type) {
+	case nil:
+		return strings.NewReader("")
+	case []byte:
+		return strings.NewReader(string(v))
+	case string:
+		return strings.NewReader(v)
+	case io.Reader:
+		return v
+	}
+	return strings.NewReader(fmt.Sprint(input))
 }
