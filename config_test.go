@@ -399,7 +399,7 @@ func TestParseConfigErrorsNameKeyPath(t *testing.T) {
 		{"permissions: {filesystem: {readOnly: [/srv/data]}}", "permissions.filesystem.readOnly[0]", "mapping of keys"},
 		{"security: {seccomp: maybe}", "security.seccomp", "true or false"},
 		{"security: {hostIdBase: many}", "security.hostIdBase", "whole number"},
-		{"bestEffort: yes", "bestEffort", "true or false"},
+		{"bestEffort: maybe", "bestEffort", "true or false"},
 		{"pool: 3", "pool", "mapping of keys"},
 		{"monitoring: {logBufferSize: 1mb}", "monitoring.logBufferSize", "want a size"},
 		{"server: {ceilings: {memory: huge}}", "server.ceilings.memory", "want a size"},
@@ -416,7 +416,7 @@ func TestParseConfigErrorsNameKeyPath(t *testing.T) {
 		t.Run(tt.field, func(t *testing.T) { configError(t, err, tt.field, tt.want) })
 	}
 	// Syntax errors are errors too (no key path to name).
-	for _, doc := range []string{"execution: {memory: 1GiB", `{"mode": "subprocess",}x`, "\tmode: x"} {
+	for _, doc := range []string{"execution: {memory: 1GiB", `{"mode": "subprocess"`, "\tmode: x"} {
 		if _, err := sandbox.ParseConfig([]byte(doc)); err == nil {
 			t.Errorf("ParseConfig(%q) accepted broken syntax", doc)
 		}

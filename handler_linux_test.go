@@ -52,6 +52,8 @@ func dumpResult(t *testing.T, res *sandbox.Result) {
 	t.Logf("result: %s", b)
 }
 
+const handlerTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
 // progressLog is an Observer collecting progress events.
 type progressLog struct {
 	mu  sync.Mutex
@@ -87,9 +89,11 @@ func TestFileHandlerOK(t *testing.T) {
 		t.Run(tc.runtime, func(t *testing.T) {
 			testenv.Require(t, tc.feature)
 			var rec progressLog
-			r := handlerRunner(t, sandbox.Config{Observers: []sandbox.Observer{rec.observer()}})
+			r := handlerRunner(t, sandbox.Config{Observers: []sandbox.Observer{rec.observer()},
+				Monitoring: sandbox.Monitoring{CollectTraces: true}})
 			res := runHandler(t, r, sandbox.File(tc.runtime, tc.file, ""), map[string]int{"a": 2, "b": 3},
-				&sandbox.ExecutionContext{PluginRoot: testPlugin(t, tc.dir), RequestID: "req-" + tc.runtime})
+				&sandbox.ExecutionContext{PluginRoot: testPlugin(t, tc.dir), RequestID: "req-" + tc.runtime,
+					TraceID: handlerTraceID, SpanID: "00f067aa0ba902b7"})
 			if res.Status != sandbox.StatusOK {
 				dumpResult(t, res)
 				t.Fatalf("status %s, want ok (error %+v)", res.Status, res.Error)
@@ -100,9 +104,10 @@ func TestFileHandlerOK(t *testing.T) {
 					Workdir, PluginRoot, RequestID string
 					Outdir                         *string
 				} `json:"seen"`
-				IPCFd      string   `json:"ipcFd"`
-				ExecArgv   []string `json:"execArgv"`
-				PluginRoot string   `json:"pluginRoot"`
+				IPCFd       string   `json:"ipcFd"`
+				Traceparent string   `json:"traceparent"`
+				ExecArgv    []string `json:"execArgv"`
+				PluginRoot  string   `json:"pluginRoot"`
 			}
 			if err := json.Unmarshal(res.Data, &data); err != nil {
 				t.Fatalf("data %s: %v", res.Data, err)
@@ -128,8 +133,20 @@ func TestFileHandlerOK(t *testing.T) {
 			if ev := rec.events(); len(ev) != 1 || ev[0].Percent != 50 || ev[0].Message != "half way" || ev[0].RequestID != "req-"+tc.runtime {
 				t.Errorf("observer saw progress %+v, want one 50%% \"half way\"", ev)
 			}
+			// Spans for loading and calling the handler, in the caller's trace.
+			for _, name := range []string{"handler.load", "handler.call"} {
+				i := slices.IndexFunc(res.Traces, func(s sandbox.Span) bool { return s.Name == name })
+				if i < 0 {
+					t.Errorf("no %s span in %+v", name, res.Traces)
+				} else if s := res.Traces[i]; s.TraceID != handlerTraceID || s.EndTime.Before(s.StartTime) || s.EndTime.IsZero() {
+					t.Errorf("span %+v: want trace %s, ended", s, handlerTraceID)
+				}
+			}
 			switch tc.runtime {
 			case "node":
+				if !strings.HasPrefix(data.Traceparent, "00-"+handlerTraceID+"-") {
+					t.Errorf("TRACEPARENT = %q, want the caller's trace %s", data.Traceparent, handlerTraceID)
+				}
 				// The context carries the paths as seen inside, and V8's
 				// heap limit follows the default 512MiB memory limit.
 				if data.Seen.Workdir != "/workspace" || data.Seen.PluginRoot != "/plugin" || data.Seen.Outdir != nil || data.Seen.RequestID != "req-node" {
@@ -357,8 +374,8 @@ func TestProtocolOutputLimit(t *testing.T) {
 
 // BenchmarkFileHandler runs a trivial handler end to end in the sandbox
 // and, in the same loop, the bare interpreter start (`node -e 0`,
-// `python3 -c 0`) outside it, reporting the p50 of each and the
-// difference: the sandbox's (and the bootstrap's) overhead.
+// `python3 -c 0`) outside it and as a sandboxed command, reporting the p50
+// of each and the handler's overhead over the bare start.
 func BenchmarkFileHandler(b *testing.B) {
 	testenv.Require(b, "root", "userns")
 	for _, rt := range []struct{ runtime, feature, bare string }{
@@ -371,7 +388,7 @@ func BenchmarkFileHandler(b *testing.B) {
 			ec := &sandbox.ExecutionContext{PluginRoot: testPlugin(b, rt.runtime)}
 			h := sandbox.File(rt.runtime, "handler", "noop")
 			bare := strings.Fields(rt.bare)
-			var boxed, plain []time.Duration
+			var boxed, plain, boxedBare []time.Duration
 			for b.Loop() {
 				t0 := time.Now()
 				if err := exec.Command(bare[0], bare[1:]...).Run(); err != nil {
@@ -384,6 +401,12 @@ func BenchmarkFileHandler(b *testing.B) {
 					b.Fatalf("run: %v %+v", err, res)
 				}
 				boxed = append(boxed, time.Since(t0))
+				t0 = time.Now()
+				res, err = r.Run(context.Background(), sandbox.Command(bare...), nil, nil)
+				if err != nil || res.Status != sandbox.StatusOK {
+					b.Fatalf("run: %v %+v", err, res)
+				}
+				boxedBare = append(boxedBare, time.Since(t0))
 			}
 			p50 := func(ds []time.Duration) float64 {
 				slices.Sort(ds)
@@ -392,6 +415,9 @@ func BenchmarkFileHandler(b *testing.B) {
 			sb, pb := p50(boxed), p50(plain)
 			b.ReportMetric(sb, "p50-handler-ms")
 			b.ReportMetric(pb, "p50-bare-ms")
+			// The same bare start as a sandboxed command: what isolation
+			// alone costs, apart from the bootstrap and the protocol.
+			b.ReportMetric(p50(boxedBare), "p50-sandboxed-bare-ms")
 			b.ReportMetric(sb-pb, "p50-overhead-ms")
 			b.ReportMetric(0, "ns/op")
 		})

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kb-labs/sandbox/internal/monitor"
 	"github.com/kb-labs/sandbox/internal/mount"
 	"github.com/kb-labs/sandbox/internal/proc"
 	"github.com/kb-labs/sandbox/internal/protocol"
@@ -36,6 +37,8 @@ type ipcRun struct {
 	node    bool          // node's heap OOM is memory_limit
 	started chan struct{} // closed when the Start goroutine returned
 	out     atomic.Int64  // protocol bytes counted toward maxOutput
+	// call spans the handler's work: from the run message to the end.
+	call atomic.Pointer[monitor.Span]
 }
 
 // protocolCommand prepares a run that speaks the protocol: it returns the
@@ -151,9 +154,17 @@ func (r *subRun) startProtocol(ctx context.Context) {
 	if r.ipc == nil {
 		return
 	}
+	ipc := r.ipc
+	// handler.load: the interpreter's start and the bootstrap, until ready
+	// (for commands, which may skip ready, it ends at once).
+	load := r.rs.traces.Start("handler.load", map[string]any{"handler.file": ipc.run.Handler.File, "handler.export": ipc.run.Handler.Export})
 	go func() {
-		defer close(r.ipc.started)
-		err := r.ipc.sess.Start(ctx, r.ipc.run)
+		defer close(ipc.started)
+		err := ipc.sess.Start(ctx, ipc.run)
+		load.End()
+		if err == nil {
+			ipc.call.Store(r.rs.span("handler.call"))
+		}
 		var perr *protocol.Error
 		if errors.As(err, &perr) {
 			r.kill()
@@ -202,6 +213,10 @@ func (r *subRun) finishProtocol(e proc.Exit) {
 	select {
 	case <-ipc.started:
 	case <-time.After(time.Second): // Start never began (set-up failed) or is stuck
+	}
+	if sp := ipc.call.Load(); sp != nil {
+		sp.SetAttr("handler.verdict", string(o.Verdict))
+		sp.End()
 	}
 	if !e.Reported && !bySandbox {
 		return // the init died: collect's setup_error stands

@@ -90,7 +90,7 @@ func (r *subRun) execute(ctx context.Context) {
 		return
 	}
 	if r.s.cg != nil {
-		r.group, err = r.s.cg.Create(r.s.prefix+fmt.Sprint(r.s.seq.Add(1)), r.cgroupLimits())
+		r.group, err = r.s.cg.Create(r.s.prefix+fmt.Sprint(runSeq.Add(1)), r.cgroupLimits())
 		if err != nil {
 			setup.End()
 			rs.setupError(CodeSetupFailed, "create the run's cgroup: "+err.Error())

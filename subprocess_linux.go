@@ -29,7 +29,6 @@ type subprocess struct {
 	landlock int // ABI to apply, 0 = off
 	degraded []Degradation
 	prefix   string
-	seq      atomic.Int64
 
 	pool *pool // warm sandboxes, nil when pool.size is 0
 }
@@ -176,6 +175,10 @@ func (s *subprocess) close() error {
 	}
 	return nil
 }
+
+// runSeq numbers the runs of every Runner of the process: run cgroup names
+// share the process's owner prefix, so they must not repeat across Runners.
+var runSeq atomic.Int64
 
 var (
 	cgroupOnce sync.Once

@@ -3,26 +3,17 @@ package server
 import (
 	"context"
 	"net/http"
-	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/kb-labs/sandbox"
 )
 
-// Check is one line of the capabilities report (the Preflight shape of
-// DESIGN.md section 2).
-type Check struct {
-	Name        string   `json:"name"`
-	Passed      bool     `json:"passed"`
-	Error       string   `json:"error,omitempty"`
-	Suggestions []string `json:"suggestions,omitempty"`
-}
-
-// Capabilities is the answer of GET /v1/capabilities: what this host
-// enforces for the default configuration, and what a request may ask for.
+// Capabilities is the answer of GET /v1/capabilities: the doctor report
+// (sandbox.RunPreflight of the default configuration), the isolation a run
+// gets, and what a request may ask for.
 type Capabilities struct {
-	Passed          bool               `json:"passed"`
-	Checks          []Check            `json:"checks"`
+	sandbox.Preflight
 	Isolation       *sandbox.Isolation `json:"isolation"`
 	Handlers        []string           `json:"handlers"`
 	Defaults        LimitsReport       `json:"defaults"`
@@ -50,64 +41,35 @@ func (s *Server) handleCapabilities(w http.ResponseWriter, r *http.Request) {
 	if s.allowHost {
 		c.Networks = append(c.Networks, "host")
 	}
-	// Can the host still build the default sandbox? (cgroups, namespaces
-	// and Landlock can change under a long-running server.)
-	runner := Check{Name: "sandbox", Passed: true}
-	rn, err := sandbox.New(s.cfg)
-	if err != nil {
-		runner.Passed, runner.Error = false, err.Error()
-		runner.Suggestions = []string{"run `sandbox doctor` on this host for the fixes"}
-	} else {
-		rn.Close()
-	}
-	c.Checks = append(c.Checks, runner)
-	iso, fail := s.probeIsolation(r.Context())
-	c.Isolation = iso
-	c.Checks = append(c.Checks, Check{Name: "probe run", Passed: fail == "", Error: fail})
-	for _, rt := range []struct{ name, bin string }{{"node", "node"}, {"python", "python3"}} {
-		ch := Check{Name: "runtime " + rt.name, Passed: true}
-		if _, err := exec.LookPath(rt.bin); err != nil {
-			ch.Passed, ch.Error = false, rt.bin+" is not installed on the host"
-			ch.Suggestions = []string{"install " + rt.bin + " to accept runtime \"" + rt.name + "\" handlers"}
-		} else {
-			c.Handlers = append(c.Handlers, rt.name)
+	c.Preflight, c.Isolation = s.preflight(r.Context())
+	for _, ch := range c.Checks {
+		if ch.Passed && strings.HasPrefix(ch.Name, "runtime ") {
+			c.Handlers = append(c.Handlers, strings.TrimPrefix(ch.Name, "runtime "))
 		}
-		c.Checks = append(c.Checks, ch)
 	}
-	c.Passed = runner.Passed && fail == ""
 	writeJSON(w, http.StatusOK, c)
 }
 
-// probeIsolation runs `true` under the default configuration (at most once
-// a minute) and reports the isolation the engine applied.
-func (s *Server) probeIsolation(ctx context.Context) (*sandbox.Isolation, string) {
+// preflight runs the doctor checks and a probe run of `true` under the
+// default configuration, at most once a minute: cgroups, namespaces and
+// Landlock can change under a long-running server, but a report per
+// request would be a cheap way to load the host.
+func (s *Server) preflight(ctx context.Context) (sandbox.Preflight, *sandbox.Isolation) {
 	s.capsMu.Lock()
 	defer s.capsMu.Unlock()
 	if !s.capsAt.IsZero() && time.Since(s.capsAt) < capsTTL {
-		return s.capsIso, s.capsFail
+		return s.capsPre, s.capsIso
 	}
-	r, release, _, err := s.runners.acquire(s.cfg)
-	if err != nil {
-		return nil, "the default configuration cannot be built on this host"
-	}
-	defer release()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	res, err := r.Run(ctx, sandbox.Command("true"), nil, nil)
-	s.capsAt, s.capsIso, s.capsFail = time.Now(), nil, ""
-	switch {
-	case err != nil:
-		s.capsFail = "the probe run was refused"
-	case !res.OK:
-		s.capsFail = "the probe run of `true` ended " + string(res.Status)
-		if res.Error != nil {
-			s.capsFail += ": " + res.Error.Code
+	s.capsPre, s.capsIso = sandbox.RunPreflight(ctx, s.cfg), nil
+	if r, release, _, err := s.runners.acquire(s.cfg); err == nil {
+		if res, err := r.Run(ctx, sandbox.Command("true"), nil, nil); err == nil {
+			iso := res.Isolation
+			s.capsIso = &iso
 		}
-		iso := res.Isolation
-		s.capsIso = &iso
-	default:
-		iso := res.Isolation
-		s.capsIso = &iso
+		release()
 	}
-	return s.capsIso, s.capsFail
+	s.capsAt = time.Now()
+	return s.capsPre, s.capsIso
 }

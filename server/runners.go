@@ -124,9 +124,9 @@ type gate struct {
 	slots    chan struct{}
 	maxQueue int64
 
-	mu      sync.Mutex
-	waiting int64
-	onQueue func(depth int64)
+	mu       sync.Mutex
+	waiting_ int64
+	onQueue  func(depth int64)
 }
 
 func newGate(concurrency, queue int, onQueue func(int64)) *gate {
@@ -142,17 +142,17 @@ func (g *gate) enter(ctx context.Context, stop <-chan struct{}) (func(), error) 
 	default:
 	}
 	g.mu.Lock()
-	if g.waiting >= g.maxQueue {
+	if g.waiting_ >= g.maxQueue {
 		g.mu.Unlock()
 		return nil, ErrOverloaded
 	}
-	g.waiting++
-	g.onQueue(g.waiting)
+	g.waiting_++
+	g.onQueue(g.waiting_)
 	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()
-		g.waiting--
-		g.onQueue(g.waiting)
+		g.waiting_--
+		g.onQueue(g.waiting_)
 		g.mu.Unlock()
 	}()
 	select {
@@ -168,3 +168,9 @@ func (g *gate) enter(ctx context.Context, stop <-chan struct{}) (func(), error) 
 func (g *gate) leave() { <-g.slots }
 
 func (g *gate) inFlight() int { return len(g.slots) }
+
+func (g *gate) waiting() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiting_
+}

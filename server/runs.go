@@ -95,6 +95,8 @@ func jsonError(err error) error {
 	switch {
 	case errors.As(err, &mbe), errors.As(err, &se), errors.As(err, &te):
 		return err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &Error{http.StatusRequestTimeout, CodeBadRequest, "the body was not received in time"}
 	case errors.Is(err, io.EOF):
 		return badRequest("empty body; want a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -343,7 +345,12 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
 
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(s.bodyTimeout))
 	req, err := decodeRun(http.MaxBytesReader(w, r.Body, s.maxBody))
+	// Cleared at once: the connection's background read (which notices a
+	// client that goes away) must not time out during the run.
+	rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kb-labs/sandbox"
+	"github.com/kb-labs/sandbox/internal/mount"
 )
 
 //go:embed openapi.json
@@ -67,24 +68,29 @@ type Options struct {
 	// RunnerCacheSize bounds the Runners kept for distinct per-run
 	// configurations (default 32).
 	RunnerCacheSize int
+
+	bodyTimeout time.Duration // tests shorten it; default 60s
 }
 
 // Server is the HTTP service. Create it with New, serve with ServeListener
 // or use it as an http.Handler, and stop it with Shutdown.
 type Server struct {
-	cfg       sandbox.Config // base run configuration: defaults applied to execution
-	def       sandbox.Execution
-	ceil      sandbox.Execution
-	traces    bool // the operator asked for traces in results
-	opts      Options
-	token     [32]byte
-	hasToken  bool
-	maxBody   int64
-	files     fileLimits
-	conc      int
-	queue     int
-	allowHost bool
-	envAllow  []string
+	cfg      sandbox.Config // base run configuration: defaults applied to execution
+	def      sandbox.Execution
+	ceil     sandbox.Execution
+	traces   bool // the operator asked for traces in results
+	opts     Options
+	token    [32]byte
+	hasToken bool
+	maxBody  int64
+	files    fileLimits
+	conc     int
+	// bodyTimeout bounds reading a run's body after admission: a client
+	// slower than this holds a concurrency slot for nothing.
+	bodyTimeout time.Duration
+	queue       int
+	allowHost   bool
+	envAllow    []string
 
 	log     *slog.Logger
 	metrics *metrics
@@ -103,10 +109,10 @@ type Server struct {
 	handlers   sync.WaitGroup
 	ready      atomic.Bool
 
-	capsMu   sync.Mutex
-	capsAt   time.Time
-	capsIso  *sandbox.Isolation
-	capsFail string
+	capsMu  sync.Mutex
+	capsAt  time.Time
+	capsIso *sandbox.Isolation
+	capsPre sandbox.Preflight
 }
 
 // New validates cfg (the server section and the defaults every run starts
@@ -144,6 +150,10 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	if s.files.count <= 0 {
 		s.files.count = DefaultMaxFiles
 	}
+	s.bodyTimeout = opts.bodyTimeout
+	if s.bodyTimeout <= 0 {
+		s.bodyTimeout = 60 * time.Second
+	}
 	s.conc = sc.MaxConcurrency
 	if s.conc <= 0 {
 		s.conc = runtime.NumCPU()
@@ -156,6 +166,9 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	}
 	if s.opts.RunDir == "" {
 		s.opts.RunDir = os.TempDir()
+	}
+	if err := checkRunDir(s.opts.RunDir, s.hostID()); err != nil {
+		return nil, fmt.Errorf("server: run directory %s: %w", s.opts.RunDir, err)
 	}
 	if s.opts.DrainTimeout <= 0 {
 		s.opts.DrainTimeout = DefaultDrainTimeout
@@ -193,9 +206,9 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
-		// Bodies are at most maxBody; a client slower than this is holding
-		// a concurrency slot for nothing.
-		ReadTimeout: 60 * time.Second,
+		// No ReadTimeout: its deadline would also end the connection's
+		// background read during a long run, which cancels the run. The
+		// body gets its own deadline (bodyTimeout) once admitted.
 		IdleTimeout: 120 * time.Second,
 		// No WriteTimeout: a run may last up to the timeout ceiling and is
 		// bounded by it; a write timeout would cut answers of long runs.
@@ -465,4 +478,16 @@ func (s *Server) waitHandlers(max time.Duration) {
 	case <-done:
 	case <-time.After(max):
 	}
+}
+
+// checkRunDir makes a per-run directory the way runs will, and checks that
+// the sandbox user can use it as a workspace (every ancestor searchable):
+// better refused at start than failing every run.
+func checkRunDir(base string, id int) error {
+	dir, err := newRunDir(base, id, id)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return mount.PrepareHostDir(dir, id, id)
 }

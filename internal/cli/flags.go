@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kb-labs/sandbox"
+	"github.com/kb-labs/sandbox/internal/units"
 )
 
 // flagError is a bad flag value, reported as one line naming the flag and the
@@ -61,12 +62,19 @@ func (v *value) Set(s string) error {
 	return nil
 }
 
-// wantOf keeps the accepted-form part of a parse error.
+// wantOf keeps the accepted-form part of a parse error, and for a unit the
+// reason too: it may name the spelling meant ("MB", "30s").
 func wantOf(err error) string {
 	msg := err.Error()
-	if i := strings.Index(msg, "want "); i >= 0 {
-		return msg[i:]
+	var ue *units.Error
+	if i := strings.LastIndex(msg, "; want "); i >= 0 && errors.As(err, &ue) {
+		return ue.Reason + msg[i:]
 	}
+	if i := strings.Index(msg, "want "); i >= 0 {
+		msg = msg[i:]
+	}
+	// flagError quotes the value itself.
+	msg, _, _ = strings.Cut(msg, "; got ")
 	return msg
 }
 

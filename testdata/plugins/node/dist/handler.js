@@ -8,6 +8,7 @@ export async function run(input, ctx) {
     sum: input.a + input.b,
     seen: { workdir: ctx.workdir, outdir: ctx.outdir ?? null, pluginRoot: ctx.pluginRoot, requestId: ctx.requestId },
     ipcFd: process.env.SANDBOX_IPC_FD,
+    traceparent: process.env.TRACEPARENT,
     execArgv: process.execArgv,
   };
 }

@@ -1,0 +1,83 @@
+package sandbox_test
+
+import (
+	"context"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kb-labs/sandbox"
+	"github.com/kb-labs/sandbox/internal/testenv"
+)
+
+// reportLatency reports p50 and p99 of the samples in milliseconds.
+func reportLatency(b *testing.B, prefix string, samples []time.Duration) {
+	if len(samples) == 0 {
+		return
+	}
+	slices.Sort(samples)
+	at := func(q float64) float64 {
+		return float64(samples[int(q*float64(len(samples)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(at(0.50), prefix+"p50-ms")
+	b.ReportMetric(at(0.99), prefix+"p99-ms")
+}
+
+// BenchmarkStartTrue runs /bin/true in a fresh sandbox next to plain
+// os/exec in the same benchmark, so the ratio is measured in one process.
+func BenchmarkStartTrue(b *testing.B) {
+	testenv.Require(b, "root", "userns")
+	r, err := sandbox.New(sandbox.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	// Warm up: the sealed binary copy and cgroup detection happen once.
+	r.Run(ctx, sandbox.Command("/bin/true"), nil, nil)
+	var base, box []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if err := exec.Command("/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		base = append(base, time.Since(t0))
+		t0 = time.Now()
+		res, err := r.Run(ctx, sandbox.Command("/bin/true"), nil, nil)
+		if err != nil || !res.OK {
+			b.Fatalf("run: %v %+v", err, res)
+		}
+		box = append(box, time.Since(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, "exec-", base)
+	reportLatency(b, "sandbox-", box)
+	slices.Sort(base)
+	slices.Sort(box)
+	b.ReportMetric(float64(box[len(box)/2])/float64(base[len(base)/2]), "ratio-p50")
+}
+
+// BenchmarkTimeoutPrecision measures how far past the deadline the kill of
+// a busy program lands (grace ~0).
+func BenchmarkTimeoutPrecision(b *testing.B) {
+	testenv.Require(b, "root", "userns")
+	const deadline = 100 * time.Millisecond
+	r, err := sandbox.New(sandbox.Config{Execution: sandbox.Execution{
+		Timeout: sandbox.Duration(deadline), Grace: sandbox.Duration(time.Nanosecond)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	var late []time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		res, err := r.Run(context.Background(), sandbox.Command("sh", "-c", "while :; do :; done"), nil, nil)
+		if err != nil || res.Status != sandbox.StatusTimeout {
+			b.Fatalf("run: %v %+v", err, res)
+		}
+		late = append(late, time.Since(start)-deadline)
+	}
+	reportLatency(b, "past-deadline-", late)
+}

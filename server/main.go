@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/kb-labs/sandbox"
+)
+
+// Main is `sandbox serve [--listen ADDR] [--token-file FILE] [--config FILE]
+// [--drain-timeout DUR]`: it serves until SIGTERM or SIGINT, drains the runs
+// in flight (cancelling what is left after the drain timeout) and returns 0.
+// Bad flags or configuration: one line on stderr, 125. The caller must have
+// called initproc.MaybeRun first (cmd/sandbox does).
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return run(ctx, args, stdout, stderr, onListen)
+}
+
+// onListen, when set (tests), receives the address Main listens on.
+var onListen func(net.Addr)
+
+// run is Main with the signal context and, for tests, a callback receiving
+// the bound address.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound func(net.Addr)) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	listen := fs.String("listen", "", "address to listen on (default "+DefaultListen+", or server.listen of the config)")
+	tokenFile := fs.String("token-file", "", "file holding the bearer token (default: $SANDBOX_TOKEN, or server.tokenFile)")
+	configFile := fs.String("config", "", "YAML or JSON config file (DESIGN.md section 7)")
+	drain := fs.Duration("drain-timeout", DefaultDrainTimeout, "how long runs in flight may finish after SIGTERM")
+	usage := func(msg string) int {
+		fmt.Fprintf(stderr, "sandbox serve: %s\n", msg)
+		return 125
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "usage: sandbox serve [--listen 127.0.0.1:8080] [--token-file FILE] [--config FILE] [--drain-timeout 30s]")
+			return 0
+		}
+		return usage(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + "; accepted: --listen ADDR, --token-file FILE, --config FILE, --drain-timeout DUR")
+	}
+	if fs.NArg() > 0 {
+		return usage(fmt.Sprintf("unexpected argument %q; serve takes flags only", fs.Arg(0)))
+	}
+	if *drain <= 0 {
+		return usage("--drain-timeout: want a positive duration such as 30s")
+	}
+	var cfg sandbox.Config
+	if *configFile != "" {
+		c, err := sandbox.LoadConfig(*configFile)
+		if err != nil {
+			return usage(err.Error())
+		}
+		cfg = c
+	}
+	addr := firstNonEmpty(*listen, cfg.Server.Listen, DefaultListen)
+	token, err := loadToken(*tokenFile, cfg.Server.TokenFile)
+	if err != nil {
+		return usage(err.Error())
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	srv, err := New(cfg, Options{Token: token, Logger: logger, DrainTimeout: *drain})
+	if err != nil {
+		return usage(err.Error())
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "sandbox serve: --listen %s: %v\n", addr, err)
+		return 1
+	}
+	if bound != nil {
+		bound(ln.Addr())
+	}
+	if err := srv.ServeListener(ctx, ln); err != nil {
+		if errors.Is(err, ErrNoToken) {
+			return usage(err.Error())
+		}
+		fmt.Fprintf(stderr, "sandbox serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// loadToken: --token-file, then $SANDBOX_TOKEN, then server.tokenFile.
+func loadToken(flagFile, cfgFile string) (string, error) {
+	file, name := flagFile, "--token-file"
+	if file == "" {
+		if t := strings.TrimSpace(os.Getenv("SANDBOX_TOKEN")); t != "" {
+			return t, nil
+		}
+		file, name = cfgFile, "server.tokenFile"
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: cannot read the token file", name, file)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" || strings.ContainsAny(t, "\r\n\t ") {
+		return "", fmt.Errorf("%s %s: want a file holding one token on one line", name, file)
+	}
+	return t, nil
+}
+
+func firstNonEmpty(list ...string) string {
+	for _, s := range list {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
