@@ -37,6 +37,8 @@ type subRun struct {
 	stdout, stderr *capture
 	readers        sync.WaitGroup
 	listener       *seccomp.Listener
+	stopListener   context.CancelFunc
+	listenerDone   chan struct{}
 
 	killOnce  sync.Once
 	killed    chan struct{} // closed when the run is being ended by the sandbox
@@ -435,8 +437,18 @@ func passthru(w io.Writer) func([]byte) {
 func (r *subRun) serveViolations(fd int) {
 	r.listener = seccomp.NewListener(fd)
 	kill := r.s.cfg.Security.OnViolation == ViolationKill
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopListener, r.listenerDone = cancel, make(chan struct{})
+	go func() {
+		defer close(r.listenerDone)
+		r.serve(ctx, kill)
+	}()
+}
+
+// serve answers the run's denied system calls until its last task is gone.
+func (r *subRun) serve(ctx context.Context, kill bool) {
 	total := 0
-	go r.listener.Serve(context.Background(), func(nr int, name string) bool {
+	r.listener.Serve(ctx, func(nr int, name string) bool {
 		total++
 		if kill {
 			r.rs.limit(StatusViolation, "denied system call "+name)

@@ -176,11 +176,20 @@ func (r *subRun) cleanup() {
 	if r.box != nil {
 		r.box.Kill()
 	}
-	if r.listener != nil {
-		r.listener.Close()
-	}
 	if r.box != nil {
 		r.box.Close()
+	}
+	if r.listener != nil {
+		// The listener reports POLLHUP once the last filtered task is
+		// gone (the init was just reaped); only then is its fd closed, so
+		// Serve never polls a descriptor number that was closed under it.
+		select {
+		case <-r.listenerDone:
+		case <-time.After(time.Second):
+		}
+		r.stopListener()
+		<-r.listenerDone
+		r.listener.Close()
 	}
 	if r.group != nil {
 		r.group.Close()

@@ -48,7 +48,7 @@ func TestWASMThroughRunner(t *testing.T) {
 	var logged []string
 	r, err := sandbox.New(sandbox.Config{
 		Mode:        sandbox.InProcess,
-		Execution:   sandbox.Execution{Timeout: sandbox.Duration(500 * time.Millisecond), Memory: 64 * sandbox.MiB},
+		Execution:   sandbox.Execution{Timeout: sandbox.Duration(20 * time.Second), Memory: 64 * sandbox.MiB},
 		Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{ReadOnly: []sandbox.Mount{{Source: data, Target: "/data"}}}},
 		Observers: []sandbox.Observer{{OnLog: func(e sandbox.LogEvent) {
 			mu.Lock()
@@ -93,8 +93,17 @@ func TestWASMThroughRunner(t *testing.T) {
 		t.Error("a read-only mount was written on the host")
 	}
 
-	res, _ = r.Run(ctx, sandbox.WASM(wasmModule(t, "spin"), "spin.wasm"), nil, nil)
+	spin, err := sandbox.New(sandbox.Config{Mode: sandbox.InProcess, Execution: sandbox.Execution{Timeout: sandbox.Duration(500 * time.Millisecond)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spin.Close()
+	start := time.Now()
+	res, _ = spin.Run(ctx, sandbox.WASM(wasmModule(t, "spin"), "spin.wasm"), nil, nil)
 	wantStatus(t, res, sandbox.StatusTimeout)
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("the spin loop took %v to stop", el)
+	}
 
 	res, _ = r.Run(ctx, sandbox.WASM(wasmModule(t, "alloc"), "alloc.wasm"), nil, nil)
 	wantStatus(t, res, sandbox.StatusMemoryLimit)

@@ -337,6 +337,8 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 			s.metrics.rejected.WithLabelValues("client_gone").Inc()
 			return
 		}
+		// The body stays unread: close rather than wait to discard it.
+		w.Header().Set("Connection", "close")
 		s.writeError(w, r, err)
 		return
 	}
@@ -348,13 +350,15 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(s.bodyTimeout))
 	req, err := decodeRun(http.MaxBytesReader(w, r.Body, s.maxBody))
-	// Cleared at once: the connection's background read (which notices a
-	// client that goes away) must not time out during the run.
-	rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		// What is left of the body is not worth waiting for.
+		w.Header().Set("Connection", "close")
 		s.writeError(w, r, err)
 		return
 	}
+	// Cleared at once: the connection's background read (which notices a
+	// client that goes away) must not time out during the run.
+	rc.SetReadDeadline(time.Time{})
 	p, err := s.prepare(req, id)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -311,6 +311,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	sw := &statusWriter{ResponseWriter: w}
 
+	if (rt == nil || !rt.public) && r.ContentLength != 0 && !s.authorized(r) || rt == nil {
+		// Refused before any handler reads the body: close instead of
+		// waiting for a body nobody needs.
+		sw.Header().Set("Connection", "close")
+	}
 	switch {
 	case rt != nil && rt.public:
 	case !s.authorized(r):

@@ -56,6 +56,10 @@ type Spec struct {
 	// down to 64 KiB pages; less than one page is refused. 0 means wazero's
 	// own limit, 4 GiB.
 	MemoryLimitBytes int64
+	// Timeout bounds the guest's run from its instantiation (compilation,
+	// which a warm Engine never repeats, does not count); 0 means none. When
+	// it passes the run is Interrupted, like when ctx ends.
+	Timeout time.Duration
 }
 
 // Outcome is how a run ended. Exactly one of Exited, Trap != "",
@@ -136,6 +140,15 @@ func (e *Engine) Run(ctx context.Context, s Spec) (Outcome, error) {
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	var timedOut func() bool = func() bool { return false }
+	if s.Timeout > 0 {
+		var stop context.CancelFunc
+		base := runCtx
+		runCtx, stop = context.WithTimeout(runCtx, s.Timeout)
+		defer stop()
+		timed := runCtx
+		timedOut = func() bool { return base.Err() == nil && timed.Err() != nil }
+	}
 	stopOnClose := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
 	defer stopOnClose()
 
@@ -176,7 +189,7 @@ func (e *Engine) Run(ctx context.Context, s Spec) (Outcome, error) {
 	switch {
 	case closedByCtx || cut.Load():
 		// Interrupted unless runCtx ended only because a write failed.
-		out.Interrupted = ctx.Err() != nil || errors.Is(cause, ErrClosed)
+		out.Interrupted = ctx.Err() != nil || errors.Is(cause, ErrClosed) || timedOut()
 	case callErr == nil:
 		out.Exited = true
 	case exitErr != nil:

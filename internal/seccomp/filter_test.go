@@ -201,7 +201,7 @@ func TestPolicy(t *testing.T) {
 		"quotactl_fd", "open_by_handle_at", "name_to_handle_at", "syslog", "settimeofday", "clock_settime",
 		"clock_adjtime", "adjtimex", "iopl", "ioperm", "modify_ldt", "mbind", "set_mempolicy",
 		"migrate_pages", "move_pages", "get_mempolicy", "set_mempolicy_home_node", "lookup_dcookie",
-		"nfsservctl", "vhangup", "pkey_alloc", "pkey_free", "pkey_mprotect", "kcmp", "pidfd_getfd",
+		"nfsservctl", "vhangup", "kcmp", "pidfd_getfd",
 		"process_madvise", "fanotify_init", "sethostname", "setdomainname", "uselib", "_sysctl",
 		"statmount", "listmount", "listns",
 	}

@@ -137,6 +137,8 @@ var allowed = setOf(
 	// memory
 	"brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mincore", "msync", "remap_file_pages",
 	"mlock", "mlock2", "mlockall", "munlock", "munlockall", "membarrier", "mseal", "map_shadow_stack",
+	// memory protection keys: per-process page permissions; V8 probes them
+	"pkey_alloc", "pkey_free", "pkey_mprotect",
 	// processes, threads, signals
 	"fork", "vfork", "execve", "execveat", "exit", "exit_group", "wait4", "waitid",
 	"getpid", "getppid", "gettid", "getpgid", "setpgid", "getpgrp", "getsid", "setsid",
