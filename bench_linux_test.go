@@ -81,3 +81,46 @@ func BenchmarkTimeoutPrecision(b *testing.B) {
 	}
 	reportLatency(b, "past-deadline-", late)
 }
+
+// BenchmarkPooledTrue runs /bin/true from a pre-filled warm pool next to
+// plain os/exec; the pool refills in the background between runs.
+func BenchmarkPooledTrue(b *testing.B) {
+	testenv.Require(b, "root", "userns")
+	r, err := sandbox.New(sandbox.Config{Pool: sandbox.PoolConfig{Size: 4}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	var base, box []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		waitPool(r, 4)
+		b.StartTimer()
+		t0 := time.Now()
+		if err := exec.Command("/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		base = append(base, time.Since(t0))
+		t0 = time.Now()
+		res, err := r.Run(ctx, sandbox.Command("/bin/true"), nil, nil)
+		if err != nil || !res.OK {
+			b.Fatalf("run: %v %+v", err, res)
+		}
+		box = append(box, time.Since(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, "exec-", base)
+	reportLatency(b, "pooled-", box)
+	slices.Sort(base)
+	slices.Sort(box)
+	b.ReportMetric(float64(box[len(box)/2])/float64(base[len(base)/2]), "ratio-p50")
+}
+
+func waitPool(r *sandbox.Runner, n int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for r.PoolDepth() < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,13 +1,168 @@
 package sandbox
 
-import "github.com/kb-labs/sandbox/internal/proc"
+import (
+	"fmt"
+	"sync"
 
-// pool keeps prepared sandboxes ready (TODO(#8): warm pool).
-type pool struct{}
+	"github.com/kb-labs/sandbox/internal/cgroup"
+	"github.com/kb-labs/sandbox/internal/proc"
+	"github.com/kb-labs/sandbox/internal/spec"
+)
 
-func newPool(s *subprocess, size int) *pool { return &pool{} }
+// warm is a sandbox prepared ahead of its run: namespaces made, root
+// filesystem built (phase 1), cgroup created and, on cgroup v1, the init's
+// forking thread already inside it. It is used once.
+type warm struct {
+	box     *proc.Sandbox
+	group   cgroup.Group
+	entered bool
+}
 
-// get returns a prepared sandbox, or nil when none is ready.
-func (p *pool) get() *proc.Sandbox { return nil }
+func (w *warm) close() {
+	w.box.Close()
+	if w.group != nil {
+		w.group.Close()
+	}
+}
 
-func (p *pool) close() {}
+// prepare builds a warm sandbox for prep: the expensive part of a run that
+// does not depend on the command.
+func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
+	w := &warm{}
+	if s.cg != nil {
+		g, err := s.cg.Create(s.prefix+fmt.Sprint(runSeq.Add(1)), cgroupLimits(s.cfg.Execution))
+		if err != nil {
+			return nil, fmt.Errorf("create the run's cgroup: %w", err)
+		}
+		w.group = g
+	}
+	box, err := proc.Start(prep, proc.Options{HostIDBase: s.cfg.Security.HostIDBase, HostNetwork: s.cfg.Permissions.Network == NetworkHost})
+	if err != nil {
+		if w.group != nil {
+			w.group.Close()
+		}
+		return nil, err
+	}
+	w.box = box
+	if err := box.WaitPrepared(); err != nil {
+		w.close()
+		return nil, err
+	}
+	// cgroup v1 moves single threads: the forking thread goes in now, and
+	// the program it forks is born inside, with no migration (and no
+	// window) of its own. v2 places the stopped program instead.
+	if w.group != nil && s.cg.Features().ThreadEntry {
+		if err := w.group.EnterThread(box.ForkerTid); err != nil {
+			w.close()
+			return nil, fmt.Errorf("move the forking thread into the run's cgroup: %w", err)
+		}
+		w.entered = true
+	}
+	return w, nil
+}
+
+// pool keeps warm sandboxes ready (DESIGN.md section 7, pool.size): a run
+// takes one if there is one and otherwise prepares its own; a background
+// goroutine refills. Sandboxes are single-use, so no state passes between
+// runs.
+type pool struct {
+	s     *subprocess
+	ready chan *warm
+	want  chan struct{}
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	failed error // the last refill error, for the metrics and doctor
+}
+
+func newPool(s *subprocess, size int) *pool {
+	p := &pool{s: s, ready: make(chan *warm, size), want: make(chan struct{}, 1), stop: make(chan struct{})}
+	p.wg.Add(1)
+	go p.refill(size)
+	p.kick()
+	return p
+}
+
+func (p *pool) kick() {
+	select {
+	case p.want <- struct{}{}:
+	default:
+	}
+}
+
+// refill keeps the pool full, one sandbox at a time.
+func (p *pool) refill(size int) {
+	defer p.wg.Done()
+	prep, err := p.s.basePrepare()
+	if err != nil {
+		p.setFailed(err)
+		return
+	}
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.want:
+		}
+		for len(p.ready) < size {
+			w, err := p.s.prepare(prep)
+			if err != nil {
+				p.setFailed(err)
+				break // runs fall back to cold starts; retried on the next get
+			}
+			select {
+			case p.ready <- w:
+			case <-p.stop:
+				w.close()
+				return
+			}
+		}
+	}
+}
+
+func (p *pool) setFailed(err error) {
+	p.mu.Lock()
+	p.failed = err
+	p.mu.Unlock()
+}
+
+// get returns a warm sandbox, or nil when none is ready. The refill waits
+// for the run to call done: preparing a sandbox costs CPU a run in flight
+// would otherwise compete for.
+func (p *pool) get() *warm {
+	select {
+	case w := <-p.ready:
+		return w
+	default:
+		p.kick()
+		return nil
+	}
+}
+
+// done tells the pool a run ended: time to refill.
+func (p *pool) done() { p.kick() }
+
+// size is the number of warm sandboxes ready now.
+func (p *pool) depth() int { return len(p.ready) }
+
+func (p *pool) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.stop)
+	p.wg.Wait()
+	for {
+		select {
+		case w := <-p.ready:
+			w.close()
+		default:
+			return
+		}
+	}
+}

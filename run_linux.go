@@ -33,6 +33,9 @@ type subRun struct {
 	exec  Execution
 	group cgroup.Group
 	box   *proc.Sandbox
+	// entered: the init's forking thread is in the run's cgroups, so the
+	// program is born there (cgroup v1).
+	entered bool
 
 	stdout, stderr *capture
 	readers        sync.WaitGroup
@@ -84,138 +87,27 @@ func (r *subRun) execute(ctx context.Context) {
 	rs := r.rs
 	deadline := rs.start.Add(time.Duration(r.exec.Timeout))
 	setup := rs.span("setup")
-
-	plan, err := r.plan()
+	p, err := r.start()
 	if err != nil {
-		setup.End()
-		rs.setupError(CodeSetupFailed, err.Error())
-		return
-	}
-	if r.s.cg != nil {
-		r.group, err = r.s.cg.Create(r.s.prefix+fmt.Sprint(runSeq.Add(1)), r.cgroupLimits())
-		if err != nil {
-			setup.End()
-			rs.setupError(CodeSetupFailed, "create the run's cgroup: "+err.Error())
-			return
-		}
-	}
-
-	// Pipes: the program's ends go to the init, ours are read here.
-	stdin, stdinW, err := os.Pipe()
-	if err != nil {
-		setup.End()
-		rs.setupError(CodeSetupFailed, "pipe: "+err.Error())
-		return
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		stdin.Close()
-		stdinW.Close()
-		setup.End()
-		rs.setupError(CodeSetupFailed, "pipe: "+err.Error())
-		return
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		stdin.Close()
-		stdinW.Close()
-		outR.Close()
-		outW.Close()
-		setup.End()
-		rs.setupError(CodeSetupFailed, "pipe: "+err.Error())
-		return
-	}
-	childEnds := []*os.File{stdin, outW, errW}
-	closeChildEnds := func() {
-		for _, f := range childEnds {
-			f.Close()
-		}
-	}
-
-	prep, execSpec, err := r.specs(plan)
-	if err == nil && r.ipc != nil {
-		childEnds = append(childEnds, r.ipc.child) // the protocol socket, fd 3 (protocol_linux.go)
-	}
-	if err != nil {
-		closeChildEnds()
-		stdinW.Close()
-		outR.Close()
-		errR.Close()
-		setup.End()
-		rs.setupError(CodeSetupFailed, err.Error())
-		return
-	}
-
-	spawn := rs.span("spawn")
-	var box *proc.Sandbox
-	prepared := false
-	if r.s.pool != nil {
-		box = r.s.pool.get()
-		prepared = box != nil
-	}
-	if box == nil {
-		box, err = proc.Start(prep, proc.Options{HostIDBase: r.s.cfg.Security.HostIDBase, HostNetwork: r.s.cfg.Permissions.Network == NetworkHost})
-	}
-	if err != nil {
-		closeChildEnds()
-		stdinW.Close()
-		outR.Close()
-		errR.Close()
-		spawn.End()
-		setup.End()
-		rs.setupError(CodeSetupFailed, err.Error())
-		return
-	}
-	r.box = box
-	started, err := box.Exec(execSpec, childEnds, prepared)
-	closeChildEnds()
-	if err != nil {
-		stdinW.Close()
-		outR.Close()
-		errR.Close()
-		spawn.End()
 		setup.End()
 		r.execFailed(err)
 		return
 	}
-	if started.LandlockABI > 0 {
-		rs.result.Isolation.LandlockABI = started.LandlockABI
-	}
-	if r.group != nil {
-		if err := r.group.AddProcess(started.Pid); err != nil {
-			if started.Listener >= 0 {
-				unix.Close(started.Listener)
-			}
-			stdinW.Close()
-			outR.Close()
-			errR.Close()
-			spawn.End()
-			setup.End()
-			rs.setupError(CodeSetupFailed, "place the program in its cgroup: "+err.Error())
-			return
-		}
-	}
-	if started.Listener >= 0 {
-		r.serveViolations(started.Listener)
-	}
-
 	r.stdout = newCapture(rs, "stdout", "info", r.exec.MaxOutput)
 	r.stderr = newCapture(rs, "stderr", "error", r.exec.MaxOutput)
 	if rs.stream != nil {
 		r.stdout.passthru = passthru(rs.stream.Stdout)
 		r.stderr.passthru = passthru(rs.stream.Stderr)
 	}
-	r.readStream(outR, r.stdout)
-	r.readStream(errR, r.stderr)
-	go r.feedStdin(stdinW)
+	r.readStream(p.stdout, r.stdout)
+	r.readStream(p.stderr, r.stderr)
+	go r.feedStdin(p.stdin)
 
-	if err := box.Release(); err != nil {
-		spawn.End()
+	if err := r.box.Release(); err != nil {
 		setup.End()
 		rs.setupError(CodeSetupFailed, err.Error())
 		return
 	}
-	spawn.End()
 	setup.End()
 	r.startProtocol(ctx) // handshake and run message (protocol_linux.go)
 
@@ -228,6 +120,102 @@ func (r *subRun) execute(ctx context.Context) {
 	r.readers.Wait()
 	r.collect(exit)
 	collect.End()
+}
+
+// pipes are the supervisor's ends of the program's stdio.
+type pipes struct{ stdin, stdout, stderr *os.File }
+
+// start builds the sandbox and the program, and leaves the program stopped
+// before its first instruction, inside its cgroups.
+func (r *subRun) start() (pipes, error) {
+	plan, err := r.plan()
+	if err != nil {
+		return pipes{}, err
+	}
+	var ours, theirs []*os.File
+	fail := func(err error) (pipes, error) {
+		closeFiles(ours)
+		closeFiles(theirs)
+		return pipes{}, err
+	}
+	for i := 0; i < 3; i++ {
+		rd, wr, err := os.Pipe()
+		if err != nil {
+			return fail(fmt.Errorf("pipe: %w", err))
+		}
+		if i == 0 { // stdin: the program reads
+			theirs, ours = append(theirs, rd), append(ours, wr)
+		} else {
+			theirs, ours = append(theirs, wr), append(ours, rd)
+		}
+	}
+	prep, execSpec, err := r.specs(plan)
+	if err != nil {
+		return fail(err)
+	}
+	if r.ipc != nil {
+		theirs = append(theirs, r.ipc.child) // the protocol socket, fd 3 (protocol_linux.go)
+	}
+	spawn := r.rs.span("spawn")
+	defer spawn.End()
+	if err := r.acquire(prep); err != nil {
+		return fail(err)
+	}
+	started, err := r.box.Exec(execSpec, theirs, true)
+	closeFiles(theirs)
+	theirs = nil
+	if err != nil {
+		return fail(err)
+	}
+	if started.LandlockABI > 0 {
+		r.rs.result.Isolation.LandlockABI = started.LandlockABI
+	}
+
+	if err := r.place(started); err != nil {
+		if started.Listener >= 0 {
+			unix.Close(started.Listener)
+		}
+		return fail(fmt.Errorf("place the program in its cgroup: %w", err))
+	}
+	if started.Listener >= 0 {
+		r.serveViolations(started.Listener)
+	}
+	return pipes{stdin: ours[0], stdout: ours[1], stderr: ours[2]}, nil
+}
+
+// acquire takes a warm sandbox from the pool, or prepares one now.
+func (r *subRun) acquire(prep spec.Prepare) error {
+	if r.s.pool != nil {
+		if w := r.s.pool.get(); w != nil {
+			r.box, r.group, r.entered = w.box, w.group, w.entered
+			return nil
+		}
+	}
+	w, err := r.s.prepare(prep)
+	if err != nil {
+		return err
+	}
+	r.box, r.group, r.entered = w.box, w.group, w.entered
+	return nil
+}
+
+// place puts the stopped program in the run's cgroups. When the forking
+// thread entered them beforehand (cgroup v1), the program was born inside
+// and the thread, which ends on release, is only forgotten.
+func (r *subRun) place(started proc.Started) error {
+	switch {
+	case r.group == nil:
+		return nil
+	case r.entered:
+		return r.group.ForgetThread(r.box.ForkerTid)
+	}
+	return r.group.AddProcess(started.Pid)
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 // plan returns the mount plan: the Runner's, or one rebuilt for the run's
@@ -261,37 +249,50 @@ func (r *subRun) plan() (*mount.Plan, error) {
 	return p, nil
 }
 
-func (r *subRun) cgroupLimits() cgroup.Limits {
+func cgroupLimits(e Execution) cgroup.Limits {
 	var l cgroup.Limits
-	if r.exec.Memory != Unlimited {
-		l.MemoryBytes = int64(r.exec.Memory)
+	if e.Memory != Unlimited {
+		l.MemoryBytes = int64(e.Memory)
 	}
-	if r.exec.Pids != Unlimited {
-		l.Pids = int64(r.exec.Pids)
+	if e.Pids != Unlimited {
+		l.Pids = int64(e.Pids)
 	}
-	if r.exec.CPUs != Unlimited {
-		l.CPUs = float64(r.exec.CPUs)
+	if e.CPUs != Unlimited {
+		l.CPUs = float64(e.CPUs)
 	}
 	return l
 }
 
-// specs builds the two set-up messages.
-func (r *subRun) specs(plan *mount.Plan) (spec.Prepare, spec.Exec, error) {
-	cfg := r.s.cfg
+// basePrepare is the Prepare message of the Runner's own mount plan, which
+// warm sandboxes are built from.
+func (s *subprocess) basePrepare() (spec.Prepare, error) {
+	return prepareSpec(s.cfg, s.plan)
+}
+
+func prepareSpec(cfg *Config, plan *mount.Plan) (spec.Prepare, error) {
 	base, err := json.Marshal(&mount.Plan{Base: plan.Base, BaseID: plan.BaseID})
 	if err != nil {
-		return spec.Prepare{}, spec.Exec{}, err
+		return spec.Prepare{}, err
 	}
-	run, err := json.Marshal(&mount.Plan{Run: plan.Run, BaseID: plan.BaseID})
-	if err != nil {
-		return spec.Prepare{}, spec.Exec{}, err
-	}
-	prep := spec.Prepare{
+	return spec.Prepare{
 		Hostname:         cfg.Permissions.Hostname,
 		Loopback:         cfg.Permissions.Network == NetworkLoopback,
 		Mounts:           base,
 		InotifyInstances: 16,
 		InotifyWatches:   8192,
+	}, nil
+}
+
+// specs builds the two set-up messages.
+func (r *subRun) specs(plan *mount.Plan) (spec.Prepare, spec.Exec, error) {
+	cfg := r.s.cfg
+	prep, err := prepareSpec(cfg, plan)
+	if err != nil {
+		return prep, spec.Exec{}, err
+	}
+	run, err := json.Marshal(&mount.Plan{Run: plan.Run, BaseID: plan.BaseID})
+	if err != nil {
+		return prep, spec.Exec{}, err
 	}
 	argv, extraEnv, ipc, err := r.command()
 	if err != nil {

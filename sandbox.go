@@ -285,3 +285,11 @@ func inputJSON(input any) (json.RawMessage, error) {
 	}
 	return b, nil
 }
+
+// PoolDepth is the number of warm sandboxes ready now (0 without a pool).
+func (r *Runner) PoolDepth() int {
+	if d, ok := r.strategy.(interface{ poolDepth() int }); ok {
+		return d.poolDepth()
+	}
+	return 0
+}

@@ -272,3 +272,10 @@ func checkSeccomp() error {
 	}
 	return nil
 }
+
+func (s *subprocess) poolDepth() int {
+	if s.pool == nil {
+		return 0
+	}
+	return s.pool.depth()
+}

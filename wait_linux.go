@@ -194,4 +194,7 @@ func (r *subRun) cleanup() {
 	if r.group != nil {
 		r.group.Close()
 	}
+	if r.s.pool != nil {
+		r.s.pool.done()
+	}
 }

@@ -256,21 +256,30 @@ func TestClientGoneCancelsRun(t *testing.T) {
 }
 
 func TestRuntimeHandlerFromFiles(t *testing.T) {
-	testenv.Require(t, "root", "userns", "node")
-	ts := startServer(t, sandbox.Config{}, Options{})
-	res := ts.run(t, obj{
-		"handler": obj{"runtime": "node", "file": "handler.js", "export": "run"},
-		"files":   []obj{{"path": "handler.js", "content": "exports.run = async (input) => ({sum: input.a + input.b});\n"}},
-		"input":   obj{"a": 2, "b": 3},
-	})
-	if res.Status == sandbox.StatusSetupError && res.Error != nil && strings.Contains(res.Error.Message, "not supported yet") {
-		t.Skip("file handlers are not wired in the engine yet (runtimeMounts in runtime_linux.go, issue #5)")
-	}
-	if res.Status != sandbox.StatusOK || !strings.Contains(string(res.Data), `"sum":5`) {
-		t.Fatalf("status %s data %s error %+v stderr %q", res.Status, res.Data, res.Error, res.Stderr)
-	}
-	if got := leftovers(t, ts.runDir); len(got) != 0 {
-		t.Errorf("run directories left behind: %v", got)
+	for _, tc := range []struct {
+		runtime, file, code string
+	}{
+		{"node", "lib/handler.js", "exports.run = async (input) => ({sum: input.a + input.b});\n"},
+		{"python", "lib/handler.py", "def run(input, ctx):\n    return {'sum': input['a'] + input['b']}\n"},
+	} {
+		t.Run(tc.runtime, func(t *testing.T) {
+			testenv.Require(t, "root", "userns", tc.runtime)
+			ts := startServer(t, sandbox.Config{}, Options{})
+			res := ts.run(t, obj{
+				"handler": obj{"runtime": tc.runtime, "file": tc.file},
+				"files":   []obj{{"path": tc.file, "content": tc.code}},
+				"input":   obj{"a": 2, "b": 3},
+			})
+			if res.Status == sandbox.StatusSetupError && res.Error != nil && strings.Contains(res.Error.Message, "not supported yet") {
+				t.Skip("file handlers are not wired in the engine yet (runtimeMounts in runtime_linux.go, issue #5)")
+			}
+			if res.Status != sandbox.StatusOK || !strings.Contains(string(res.Data), `"sum":5`) {
+				t.Fatalf("status %s data %s error %+v stderr %q", res.Status, res.Data, res.Error, res.Stderr)
+			}
+			if got := leftovers(t, ts.runDir); len(got) != 0 {
+				t.Errorf("run directories left behind: %v", got)
+			}
+		})
 	}
 }
 

@@ -461,12 +461,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err = s.http.Shutdown(ctx); err != nil {
 		s.log.Warn("drain timeout passed: cancelling the runs left")
 		s.cancelRuns()
-		s.waitHandlers(30 * time.Second)
+		s.waitHandlers(10 * time.Second)
 		s.http.Close()
 		err = nil
 	}
 	s.cancelRuns()
-	s.runners.close()
+	// Runner.Close waits for its runs; a run the engine cannot end must
+	// not hold the process forever.
+	closed := make(chan struct{})
+	go func() { s.runners.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		s.log.Error("runs still in the engine 10s after cancellation; not waiting for them")
+	}
 	if s.ownTP != nil {
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.ownTP.Shutdown(fctx)

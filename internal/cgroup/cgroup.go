@@ -122,6 +122,12 @@ type Group interface {
 	// the cgroups it was in before EnterThread (or to the parent sandbox/
 	// cgroup of a hierarchy where that cgroup no longer exists).
 	LeaveThread(tid int) error
+	// ForgetThread is for an entered thread that is about to end inside the
+	// run (ending is how it leaves, with no migration): it restores the pids
+	// limit and drops the bookkeeping. Call it while the thread still lives
+	// and before the program can fork, so the program never gets more than
+	// Limits.Pids tasks.
+	ForgetThread(tid int) error
 	// AddProcess moves a whole process into the run, including the hybrid v2
 	// leaf (best effort there). Used by tests and as a fallback; the engine
 	// normally uses Dir or EnterThread so the program is inside from its

@@ -374,6 +374,17 @@ func (g *v1Group) LeaveThread(tid int) error {
 	return g.leave(tid)
 }
 
+// ForgetThread: see Group.
+func (g *v1Group) ForgetThread(tid int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.entered[tid]; !ok {
+		return fmt.Errorf("%w: thread %d did not enter run %q", ErrInvalid, tid, g.name)
+	}
+	delete(g.entered, tid)
+	return g.restorePids()
+}
+
 func (g *v1Group) leave(tid int) error {
 	from, ok := g.entered[tid]
 	if !ok {

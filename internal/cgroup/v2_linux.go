@@ -270,6 +270,8 @@ func (g *v2Group) EnterThread(int) error {
 
 func (g *v2Group) LeaveThread(int) error { return g.EnterThread(0) }
 
+func (g *v2Group) ForgetThread(int) error { return g.EnterThread(0) }
+
 func (g *v2Group) AddProcess(pid int) error {
 	return g.ops.write(filepath.Join(g.dir, "cgroup.procs"), strconv.Itoa(pid))
 }

@@ -43,6 +43,7 @@ type initState struct {
 	msgs  chan spec.Message
 	errs  chan error
 	goCh  chan struct{}
+	fork  chan forkJob // to the forking thread, started by prepare
 	plan  *mount.Plan
 	abi   int
 	notes []string
@@ -69,7 +70,7 @@ func run() int {
 				s.fail(err)
 				return 125
 			}
-			s.reply(spec.Reply{Step: "prepared"})
+			s.reply(spec.Reply{Step: "prepared", Tid: s.startForker()})
 		case spec.KindExec:
 			code := s.exec(m.Exec, fds)
 			return code
@@ -150,6 +151,32 @@ func (s *initState) prepare(p *spec.Prepare) error {
 	return nil
 }
 
+// forkJob hands the run to the forking thread.
+type forkJob struct {
+	e   *spec.Exec
+	fds []int
+	out chan<- startResult
+}
+
+// startForker starts the forking thread and returns its thread id, which
+// the supervisor may move into the run's cgroups (cgroup v1 moves single
+// threads) before the program is forked from it, so the program is born
+// there with no migration of its own.
+func (s *initState) startForker() int {
+	s.fork = make(chan forkJob, 1)
+	tid := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
+		tid <- unix.Gettid()
+		job, ok := <-s.fork
+		if !ok {
+			return
+		}
+		s.startProgram(job.e, job.fds, job.out)
+	}()
+	return <-tid
+}
+
 // exec is phase 2 and the life of the run; it returns the init's exit code.
 func (s *initState) exec(e *spec.Exec, fds []int) int {
 	defer closeAll(fds)
@@ -195,7 +222,7 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 	}
 
 	started := make(chan startResult, 1)
-	go s.startProgram(e, fds, started)
+	s.fork <- forkJob{e: e, fds: fds, out: started}
 	st := <-started
 	if st.err != nil {
 		s.fail(st.err)
@@ -228,7 +255,6 @@ type startResult struct {
 // the thread ends (never unlocked) once the supervisor has placed the program
 // in its cgroups — which releases the program from its ptrace stop.
 func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult) {
-	runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
 	res := startResult{listener: -1, release: make(chan struct{})}
 	fail := func(err error) {
 		res.err = err

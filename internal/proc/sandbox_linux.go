@@ -41,6 +41,9 @@ type Sandbox struct {
 	// Pid is the init's host pid; ProgramPid the program's, once started.
 	Pid        int
 	ProgramPid int
+	// ForkerTid is the host thread id of the init's forking thread, known
+	// once prepared: the program is forked from it.
+	ForkerTid int
 }
 
 // SetupError is a failure to build the sandbox; Step names the set-up step.
@@ -122,7 +125,8 @@ func explainClone(err error) string {
 	return msg
 }
 
-// WaitPrepared reads the init's answer to Prepare.
+// WaitPrepared reads the init's answer to Prepare and learns the host id of
+// its forking thread (ForkerTid).
 func (s *Sandbox) WaitPrepared() error {
 	r, _, err := s.recvReply(0)
 	if err != nil {
@@ -131,7 +135,38 @@ func (s *Sandbox) WaitPrepared() error {
 	if r.Step != "prepared" {
 		return s.replyErr(r)
 	}
+	tid, err := s.hostTid(r.Tid)
+	if err != nil {
+		return &SetupError{Step: "find-forker", Err: err.Error()}
+	}
+	s.ForkerTid = tid
 	return nil
+}
+
+// hostTid maps a thread id inside the init's pid namespace to the host's,
+// from the NSpid lines of the init's threads.
+func (s *Sandbox) hostTid(inner int) (int, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.Pid))
+	if err != nil {
+		return 0, err
+	}
+	want := strconv.Itoa(inner)
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", s.Pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
+				f := strings.Fields(rest)
+				if len(f) > 0 && f[len(f)-1] == want {
+					return strconv.Atoi(f[0])
+				}
+				break
+			}
+		}
+	}
+	return 0, fmt.Errorf("init %d has no thread %d", s.Pid, inner)
 }
 
 // Started is what Exec reports once the program is stopped before its first

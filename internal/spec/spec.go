@@ -120,6 +120,9 @@ type Reply struct {
 	Step  string `json:"step"`
 	Err   string `json:"err,omitempty"`
 	Errno int    `json:"errno,omitempty"`
+	// Tid is the forking thread's id inside (prepared): the program will be
+	// forked from it.
+	Tid int `json:"tid,omitempty"`
 	// Pid is the program's pid inside (stopped).
 	Pid int `json:"pid,omitempty"`
 	// Status is the program's wait status (exited).
