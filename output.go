@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"io"
 	"sync"
 
 	"github.com/kb-labs/sandbox/internal/monitor"
@@ -66,4 +67,19 @@ func (c *capture) bytes() ([]byte, bool) {
 	defer c.mu.Unlock()
 	c.lines.Flush()
 	return c.buf, c.truncated
+}
+
+// passthru adapts a Stream writer to a capture's live copy.
+func passthru(w io.Writer) func([]byte) {
+	if w == nil {
+		return nil
+	}
+	return func(p []byte) { w.Write(p) }
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -428,13 +428,6 @@ func (r *subRun) feedStdin(w *os.File) {
 	}
 }
 
-func passthru(w io.Writer) func([]byte) {
-	if w == nil {
-		return nil
-	}
-	return func(p []byte) { w.Write(p) }
-}
-
 func (r *subRun) serveViolations(fd int) {
 	r.listener = seccomp.NewListener(fd)
 	kill := r.s.cfg.Security.OnViolation == ViolationKill

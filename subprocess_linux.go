@@ -154,13 +154,6 @@ func planOptions(cfg *Config) mount.Options {
 	return o
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 func (s *subprocess) supports(k Kind, h Handler) error {
 	switch k {
 	case KindCommand, KindFile:

@@ -311,14 +311,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	sw := &statusWriter{ResponseWriter: w}
 
-	if (rt == nil || !rt.public) && r.ContentLength != 0 && !s.authorized(r) || rt == nil {
+	authorized := (rt != nil && rt.public) || s.authorized(r)
+	if rt == nil || !authorized {
 		// Refused before any handler reads the body: close instead of
 		// waiting for a body nobody needs.
 		sw.Header().Set("Connection", "close")
 	}
 	switch {
 	case rt != nil && rt.public:
-	case !s.authorized(r):
+	case !authorized:
 		s.writeError(sw, r, &Error{http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token"})
 	case rt == nil && known:
 		sw.Header().Set("Allow", s.allowed(r.URL.Path))
