@@ -194,7 +194,7 @@ func (r *subRun) closeProtocol() {
 func (r *subRun) finishProtocol(e proc.Exit) {
 	ipc := r.ipc
 	rs := r.rs
-	bySandbox := r.bySandbox
+	bySandbox := r.bySandbox.Load()
 	select {
 	case <-r.killed:
 		bySandbox = true

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,7 +46,12 @@ type subRun struct {
 
 	killOnce  sync.Once
 	killed    chan struct{} // closed when the run is being ended by the sandbox
-	bySandbox bool
+	bySandbox atomic.Bool // the sandbox ended the run (a limit, cancellation)
+
+	// mu guards box and group against kill, which may come from another
+	// goroutine (the protocol reader, the violation server) before they are
+	// set.
+	mu sync.Mutex
 
 	ipc *ipcRun // the handler protocol (protocol_linux.go); nil when not spoken
 }
@@ -187,7 +193,7 @@ func (r *subRun) start() (pipes, error) {
 func (r *subRun) acquire(prep spec.Prepare) error {
 	if r.s.pool != nil {
 		if w := r.s.pool.get(); w != nil {
-			r.box, r.group, r.entered = w.box, w.group, w.entered
+			r.use(w)
 			return nil
 		}
 	}
@@ -195,7 +201,7 @@ func (r *subRun) acquire(prep spec.Prepare) error {
 	if err != nil {
 		return err
 	}
-	r.box, r.group, r.entered = w.box, w.group, w.entered
+	r.use(w)
 	return nil
 }
 
@@ -461,13 +467,28 @@ func (r *subRun) serve(ctx context.Context, kill bool) {
 // kill ends the run at once: SIGKILL to the pid namespace and the cgroup.
 func (r *subRun) kill() {
 	r.killOnce.Do(func() {
-		r.bySandbox = true
+		r.bySandbox.Store(true)
 		close(r.killed)
-		if r.box != nil {
-			r.box.Kill()
+		r.mu.Lock()
+		box, group := r.box, r.group
+		r.mu.Unlock()
+		if box != nil {
+			box.Kill()
 		}
-		if r.group != nil {
-			r.group.Kill()
+		if group != nil {
+			group.Kill()
 		}
 	})
+}
+
+// use makes w the run's sandbox; a kill that came first applies to it.
+func (r *subRun) use(w *warm) {
+	r.mu.Lock()
+	r.box, r.group, r.entered = w.box, w.group, w.entered
+	r.mu.Unlock()
+	select {
+	case <-r.killed:
+		w.box.Kill()
+	default:
+	}
 }

@@ -48,7 +48,7 @@ func (r *subRun) wait(ctx context.Context, deadline time.Time) proc.Exit {
 			r.kill()
 			return
 		}
-		r.bySandbox = true
+		r.bySandbox.Store(true)
 		r.box.Signal(syscall.SIGTERM)
 		t := time.NewTimer(g)
 		grace = t.C
@@ -132,7 +132,7 @@ func (r *subRun) collect(e proc.Exit) {
 
 	if !e.Reported {
 		res.ExitCode = -1
-		if r.bySandbox {
+		if r.bySandbox.Load() {
 			res.Signal = "SIGKILL"
 			rs.outcome(StatusSignaled, CodeProcessSignaled, "killed by the sandbox")
 			return
