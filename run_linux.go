@@ -46,7 +46,7 @@ type subRun struct {
 
 	killOnce  sync.Once
 	killed    chan struct{} // closed when the run is being ended by the sandbox
-	bySandbox atomic.Bool // the sandbox ended the run (a limit, cancellation)
+	bySandbox atomic.Bool   // the sandbox ended the run (a limit, cancellation)
 
 	// mu guards box and group against kill, which may come from another
 	// goroutine (the protocol reader, the violation server) before they are
