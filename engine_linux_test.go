@@ -53,12 +53,16 @@ func wantStatus(t *testing.T, res *sandbox.Result, want sandbox.Status) {
 
 func TestIdentity(t *testing.T) {
 	r := newEngineRunner(t, sandbox.Config{})
-	res := sh(t, r, `id -u; id -G; hostname; ls /proc | grep -c '^[0-9]'; cat /proc/self/status | grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):'`)
+	res := sh(t, r, `echo $$; id -u; id -G; hostname; ls /proc | grep -c '^[0-9]'; cat /proc/self/status | grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):'`)
 	wantStatus(t, res, sandbox.StatusOK)
 	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
-	if len(lines) < 8 {
+	if len(lines) < 9 {
 		t.Fatalf("short output %q", res.Stdout)
 	}
+	if lines[0] != "2" {
+		t.Errorf("the program is pid %s, want 2", lines[0])
+	}
+	lines = lines[1:]
 	if lines[0] != "1000" || lines[1] != "1000" || lines[2] != "sandbox" {
 		t.Errorf("uid, groups, hostname = %q, %q, %q; want 1000, 1000, sandbox", lines[0], lines[1], lines[2])
 	}

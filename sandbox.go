@@ -47,7 +47,7 @@ func New(cfg Config) (*Runner, error) {
 	case InProcess:
 		r.strategy, err = newInProcess(&r.cfg)
 	case Subprocess:
-		r.strategy, err = newSubprocess(&r.cfg)
+		r.strategy, err = newSubprocess(&r.cfg, cfg.Execution)
 	}
 	if err != nil {
 		return nil, err

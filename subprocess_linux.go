@@ -14,6 +14,7 @@ import (
 	"github.com/kb-labs/sandbox/internal/cgroup"
 	"github.com/kb-labs/sandbox/internal/landlock"
 	"github.com/kb-labs/sandbox/internal/mount"
+	"github.com/kb-labs/sandbox/internal/proc"
 )
 
 // subprocess runs every handler in a fresh isolated process tree
@@ -33,7 +34,10 @@ type subprocess struct {
 	pool *pool // warm sandboxes, nil when pool.size is 0
 }
 
-func newSubprocess(cfg *Config) (strategy, error) {
+// newSubprocess probes the host for cfg (defaults applied); asked holds the
+// execution limits as the caller gave them, before defaults, so that an
+// explicitly requested limit can be told from a default one.
+func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 	s := &subprocess{cfg: cfg, prefix: ownerPrefix()}
 	fail := func(layer, reason, fix string) error {
 		if cfg.BestEffort {
@@ -49,10 +53,23 @@ func newSubprocess(cfg *Config) (strategy, error) {
 	if err := mount.Check(); err != nil {
 		return nil, fmt.Errorf("sandbox: mount API: %v; a kernel 5.12 or newer is needed", err)
 	}
+	if proc.Rootless() {
+		if d, ok := rootlessGroups(); !ok {
+			s.degraded = append(s.degraded, d)
+		}
+	}
 	cg, err := sharedCgroups()
 	if err != nil {
-		if e := fail("cgroup", err.Error(), "run as root or delegate a cgroup v2 subtree to this user"); e != nil {
-			return nil, e
+		switch {
+		case proc.Rootless() && !cfg.BestEffort:
+			if e := rootlessNoCgroup(cfg, asked, err); e != nil {
+				return nil, e
+			}
+			s.degraded = append(s.degraded, Degradation{Layer: "cgroup", Reason: noCgroupReason(cfg, err)})
+		default:
+			if e := fail("cgroup", err.Error(), "run as root or delegate a cgroup v2 subtree to this user"); e != nil {
+				return nil, e
+			}
 		}
 	} else {
 		s.cg = cg
@@ -243,6 +260,77 @@ func sweepDeadOwners(m cgroup.Manager) {
 			m.Sweep("sbx-" + owner + "-")
 		}
 	}
+}
+
+// explicitLimits names the cgroup-enforced limits the caller set (a value
+// other than 0, the default, and Unlimited).
+func explicitLimits(asked Execution) []string {
+	var out []string
+	if asked.Memory != 0 && asked.Memory != Unlimited {
+		out = append(out, "execution.memory")
+	}
+	if asked.Pids != 0 && asked.Pids != Unlimited {
+		out = append(out, "execution.pids")
+	}
+	if asked.CPUs != 0 && asked.CPUs != Unlimited {
+		out = append(out, "execution.cpus")
+	}
+	if asked.CPUTime != 0 && asked.CPUTime != Unlimited {
+		out = append(out, "execution.cpuTime")
+	}
+	return out
+}
+
+// rootlessNoCgroup refuses a rootless run without usable cgroups when the
+// caller explicitly asked for a limit only a cgroup enforces.
+func rootlessNoCgroup(cfg *Config, asked Execution, cause error) error {
+	lim := explicitLimits(asked)
+	if len(lim) == 0 {
+		return nil
+	}
+	return fmt.Errorf("sandbox: cgroup: %s requested, but this user (uid %d) has no delegated cgroup v2 subtree to enforce it: %v; "+
+		"delegate one (systemd: Delegate=yes, e.g. systemd-run --user --scope -p Delegate=yes ...; without systemd, as root: "+
+		"mkdir /sys/fs/cgroup/%s && chown -R %d /sys/fs/cgroup/%s and enable +memory +pids +cpu in its cgroup.subtree_control), "+
+		"or remove the limit, or set bestEffort to run without it", strings.Join(lim, ", "), os.Geteuid(), cause, cgroup.Parent, os.Geteuid(), cgroup.Parent)
+}
+
+// noCgroupReason says plainly what a run without cgroups lacks.
+func noCgroupReason(cfg *Config, cause error) string {
+	e := cfg.Execution
+	var off []string
+	if e.Memory != Unlimited {
+		off = append(off, "memory "+e.Memory.String())
+	}
+	if e.Pids != Unlimited {
+		off = append(off, "pids "+e.Pids.String())
+	}
+	r := "rootless without a delegated cgroup v2 subtree: the run has no memory, pids or CPU limit and no cgroup accounting"
+	if len(off) > 0 {
+		r += " (default limits not enforced: " + strings.Join(off, ", ") + ")"
+	}
+	return r + "; only rlimits bound it: " + cause.Error()
+}
+
+// rootlessGroups checks that the caller has no supplementary groups other
+// than its own gid: an unprivileged user namespace must deny setgroups, so
+// the program keeps them (they govern access to bind-mounted host files).
+func rootlessGroups() (Degradation, bool) {
+	gs, err := unix.Getgroups()
+	if err != nil {
+		return Degradation{Layer: "identity", Reason: "cannot read the caller's supplementary groups: " + err.Error()}, false
+	}
+	var extra []string
+	for _, g := range gs {
+		if g != os.Getegid() {
+			extra = append(extra, strconv.Itoa(g))
+		}
+	}
+	if len(extra) == 0 {
+		return Degradation{}, true
+	}
+	return Degradation{Layer: "identity", Reason: "rootless: the program keeps the caller's supplementary groups (host gids " +
+		strings.Join(extra, ", ") + ", shown as 65534 inside) because an unprivileged user namespace cannot call setgroups; " +
+		"run the supervisor as a user without supplementary groups to avoid it"}, false
 }
 
 func checkUserNamespaces() error {

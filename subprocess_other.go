@@ -4,6 +4,6 @@ package sandbox
 
 import "errors"
 
-func newSubprocess(*Config) (strategy, error) {
+func newSubprocess(*Config, Execution) (strategy, error) {
 	return nil, errors.New("sandbox: subprocess mode needs Linux (namespaces, cgroups, seccomp); use inprocess mode elsewhere")
 }

@@ -4,6 +4,10 @@
 // the program (pid 2) with every protection in place, reaps zombies, forwards
 // signals, and reports how the program ended.
 //
+// The program is pid 2 of its own pid namespace, whose pid 1 is a minimal
+// reaper forked (without exec) from the init's forking thread; see
+// reaper_linux.go.
+//
 // It is dispatched explicitly by MaybeRun at the top of main (and TestMain),
 // never from init(): a process is the init only when argv[0] is spec.Argv0 AND
 // fd 3 is a SOCK_SEQPACKET socket (the set-up channel). The protocol is

@@ -37,16 +37,17 @@ func MaybeRun() {
 }
 
 type initState struct {
-	conn  *spec.Conn
-	root  *mount.Root
-	prog  int // program pid (inside), 0 before start
-	msgs  chan spec.Message
-	errs  chan error
-	goCh  chan struct{}
-	fork  chan forkJob // to the forking thread, started by prepare
-	plan  *mount.Plan
-	abi   int
-	notes []string
+	conn   *spec.Conn
+	root   *mount.Root
+	prog   int // program pid (inside), 0 before start
+	msgs   chan spec.Message
+	errs   chan error
+	goCh   chan struct{}
+	fork   chan forkJob // to the forking thread, started by prepare
+	reaper *reaper      // pid 1 of the program's pid namespace
+	plan   *mount.Plan
+	abi    int
+	notes  []string
 }
 
 func run() int {
@@ -70,7 +71,12 @@ func run() int {
 				s.fail(err)
 				return 125
 			}
-			s.reply(spec.Reply{Step: "prepared", Tid: s.startForker()})
+			tid, err := s.startForker()
+			if err != nil {
+				s.fail(err)
+				return 125
+			}
+			s.reply(spec.Reply{Step: "prepared", Tid: tid})
 		case spec.KindExec:
 			code := s.exec(m.Exec, fds)
 			return code
@@ -158,23 +164,38 @@ type forkJob struct {
 	out chan<- startResult
 }
 
-// startForker starts the forking thread and returns its thread id, which
-// the supervisor may move into the run's cgroups (cgroup v1 moves single
+// startForker starts the forking thread, which forks the reaper (pid 1 of
+// the program's pid namespace) at once, and returns its thread id: the
+// supervisor may move it into the run's cgroups (cgroup v1 moves single
 // threads) before the program is forked from it, so the program is born
 // there with no migration of its own.
-func (s *initState) startForker() int {
+func (s *initState) startForker() (int, error) {
 	s.fork = make(chan forkJob, 1)
-	tid := make(chan int, 1)
+	type started struct {
+		tid int
+		rp  *reaper
+		err error
+	}
+	ch := make(chan started, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
-		tid <- unix.Gettid()
+		rp, err := startReaper(s.plan)
+		ch <- started{tid: unix.Gettid(), rp: rp, err: err}
+		if err != nil {
+			return
+		}
 		job, ok := <-s.fork
 		if !ok {
 			return
 		}
 		s.startProgram(job.e, job.fds, job.out)
 	}()
-	return <-tid
+	st := <-ch
+	if st.err != nil {
+		return 0, stepErr("reaper", st.err)
+	}
+	s.reaper = st.rp
+	return st.tid, nil
 }
 
 // exec is phase 2 and the life of the run; it returns the init's exit code.
@@ -221,6 +242,12 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 		return 125
 	}
 
+	// From here on /proc is the program's: the init, outside that pid
+	// namespace, has no /proc/self.
+	if err := s.reaper.mountProc(); err != nil {
+		s.fail(stepErr("proc", err))
+		return 125
+	}
 	started := make(chan startResult, 1)
 	s.fork <- forkJob{e: e, fds: fds, out: started}
 	st := <-started
@@ -260,6 +287,7 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 		res.err = err
 		out <- res
 	}
+	noSetgroups := setgroupsDenied() // read before Landlock may hide /proc
 	if err := seccomp.SetNoNewPrivs(); err != nil {
 		fail(stepErr("no_new_privs", err))
 		return
@@ -317,13 +345,19 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 	if e.IPC {
 		files = append(files, uintptr(fds[3]))
 	}
-	groups := []uint32{}
+	cred := &syscall.Credential{Uid: uint32(e.UID), Gid: uint32(e.GID), Groups: []uint32{}}
+	if noSetgroups {
+		// Rootless: an unprivileged user namespace must deny setgroups, so
+		// the caller's supplementary groups cannot be dropped (the
+		// supervisor reports them in isolation.degraded).
+		cred.Groups, cred.NoSetGroups = nil, true
+	}
 	pid, err := syscall.ForkExec(path, e.Argv, &syscall.ProcAttr{
 		Dir:   e.Dir,
 		Env:   e.Env,
 		Files: files,
 		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: uint32(e.UID), Gid: uint32(e.GID), Groups: groups},
+			Credential: cred,
 			Setsid:     true,
 			Ptrace:     true,
 		},
@@ -345,6 +379,13 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 	<-s.goCh
 	// Returning without UnlockOSThread ends this thread, and with it the
 	// ptrace link: the program continues from its first instruction.
+}
+
+// setgroupsDenied reports whether this user namespace denies setgroups(2),
+// as it must when an ordinary user created it (rootless).
+func setgroupsDenied() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err == nil && string(trimNL(b)) == "deny"
 }
 
 func execErr(path string, err error) error {

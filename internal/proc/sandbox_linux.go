@@ -73,7 +73,6 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 	if !opts.HostNetwork {
 		flags |= unix.CLONE_NEWNET
 	}
-	base := opts.HostIDBase
 	pidfd := -1
 	s := &Sandbox{conn: conn, pidfd: -1, stderr: &boundedBuffer{max: 8 << 10}, waitDone: make(chan struct{})}
 	s.cmd = &exec.Cmd{
@@ -86,20 +85,11 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 		Stderr:     s.stderr,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: flags,
-			UidMappings: []syscall.SysProcIDMap{
-				{ContainerID: 0, HostID: base, Size: 1},
-				{ContainerID: 1000, HostID: base + 1000, Size: 1},
-			},
-			GidMappings: []syscall.SysProcIDMap{
-				{ContainerID: 0, HostID: base, Size: 1},
-				{ContainerID: 1000, HostID: base + 1000, Size: 1},
-			},
-			GidMappingsEnableSetgroups: true,
-			Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
-			Pdeathsig:                  syscall.SIGKILL,
-			PidFD:                      &pidfd,
+			Pdeathsig:  syscall.SIGKILL,
+			PidFD:      &pidfd,
 		},
 	}
+	setIdentity(s.cmd.SysProcAttr, opts, os.Geteuid(), os.Getegid())
 	if err := s.cmd.Start(); err != nil {
 		conn.Close()
 		return nil, &SetupError{Step: "clone", Err: explainClone(err)}
@@ -115,6 +105,58 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 		return nil, &SetupError{Step: "prepare", Err: "send: " + err.Error()}
 	}
 	return s, nil
+}
+
+// Rootless reports whether sandboxes started by this process are rootless:
+// the supervisor is not root, so the user namespace can map only its own ids.
+func Rootless() bool { return os.Geteuid() != 0 }
+
+// initCaps are the capabilities a rootless init needs in its user namespace
+// for set-up (hostname, loopback, mounts and pivot_root, the per-namespace
+// limits in /proc/sys/user, dropping the bounding set). They are raised as
+// ambient capabilities because the init execs as uid 1000, not 0, and an
+// exec by a non-root uid otherwise clears every capability the namespace's
+// creator held. The init drops all of them (bounding, inheritable, ambient)
+// on the forking thread before the program's exec.
+var initCaps = []uintptr{
+	unix.CAP_SYS_ADMIN,    // mounts, pivot_root, sethostname
+	unix.CAP_NET_ADMIN,    // loopback up
+	unix.CAP_SYS_RESOURCE, // write /proc/sys/user/max_* of this namespace
+	unix.CAP_SETPCAP,      // drop the bounding set
+	unix.CAP_DAC_OVERRIDE, // set-up files and directories owned by unmapped ids
+	unix.CAP_SYS_CHROOT,   // pivot_root into the new root
+}
+
+// setIdentity sets the user namespace's id maps and the init's credentials.
+//
+// As root: inside 0 and 1000 map to opts.HostIDBase and HostIDBase+1000;
+// the init starts as the inside root 0 (so it never holds host-root
+// credentials) and the program later runs as 1000.
+//
+// As an ordinary user (euid, egid): the kernel lets an unprivileged process
+// write one line, its own id, and only with setgroups denied. Inside 1000
+// maps to the caller; the init starts as 1000 with the set-up capabilities
+// ambient (see initCaps), and the program runs as 1000, that is, as the
+// caller on the host, with no capabilities. Inside 0 is unmapped.
+func setIdentity(a *syscall.SysProcAttr, opts Options, euid, egid int) {
+	if euid == 0 {
+		base := opts.HostIDBase
+		a.UidMappings = []syscall.SysProcIDMap{
+			{ContainerID: 0, HostID: base, Size: 1},
+			{ContainerID: 1000, HostID: base + 1000, Size: 1},
+		}
+		a.GidMappings = []syscall.SysProcIDMap{
+			{ContainerID: 0, HostID: base, Size: 1},
+			{ContainerID: 1000, HostID: base + 1000, Size: 1},
+		}
+		a.GidMappingsEnableSetgroups = true
+		a.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
+		return
+	}
+	a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 1000, HostID: euid, Size: 1}}
+	a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 1000, HostID: egid, Size: 1}}
+	a.GidMappingsEnableSetgroups = false
+	a.AmbientCaps = initCaps
 }
 
 func explainClone(err error) string {
@@ -210,7 +252,7 @@ func (s *Sandbox) Exec(e spec.Exec, stdio []*os.File, prepared bool) (Started, e
 		closeFDs(got)
 	}
 	st.LandlockABI, st.Notes = r.LandlockABI, r.Notes
-	pid, err := s.childPid()
+	pid, err := s.childPid(r.Pid)
 	if err != nil {
 		if st.Listener >= 0 {
 			unix.Close(st.Listener)
@@ -324,24 +366,35 @@ func (s *Sandbox) deadErr(step string, err error) error {
 	return &SetupError{Step: step, Err: msg}
 }
 
-// childPid finds the program: the init's only child at this point.
-func (s *Sandbox) childPid() (int, error) {
+// childPid finds the program's host pid among the init's children (the
+// program and the reaper) from the pid the init knows it by.
+func (s *Sandbox) childPid(inner int) (int, error) {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.Pid))
 	if err != nil {
 		return 0, err
 	}
+	want := strconv.Itoa(inner)
 	for _, t := range tasks {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", s.Pid, t.Name()))
 		if err != nil {
 			continue
 		}
 		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				return pid, nil
+			st, err := os.ReadFile("/proc/" + f + "/status")
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(st), "\n") {
+				if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
+					if ids := strings.Fields(rest); len(ids) > 1 && ids[1] == want {
+						return strconv.Atoi(ids[0])
+					}
+					break
+				}
 			}
 		}
 	}
-	return 0, fmt.Errorf("init %d has no child", s.Pid)
+	return 0, fmt.Errorf("init %d has no child %d", s.Pid, inner)
 }
 
 func closeFDs(fds []int) {

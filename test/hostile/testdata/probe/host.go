@@ -176,7 +176,14 @@ func cmdKillInit([]string) {
 	report("stop1", unix.Kill(1, unix.SIGSTOP))
 	report("term1", unix.Kill(1, unix.SIGTERM))
 	report("kill1", unix.Kill(1, unix.SIGKILL))
-	report("killpp", unix.Kill(os.Getppid(), unix.SIGKILL))
+	// The program's parent (the init's forking thread) lives outside its
+	// pid namespace: getppid() is 0, and kill(0) would hit the probe's own
+	// process group.
+	if pp := os.Getppid(); pp > 0 {
+		report("killpp", unix.Kill(pp, unix.SIGKILL))
+	} else {
+		say("killpp", "noparent")
+	}
 	time.Sleep(100 * time.Millisecond)
 	say("alive", "yes")
 }

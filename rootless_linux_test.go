@@ -1,0 +1,271 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kb-labs/sandbox"
+	"github.com/kb-labs/sandbox/internal/testenv"
+)
+
+// The rootless tests run this test binary again as an ordinary user (a uid
+// with no passwd entry, so nothing on the host is changed): the child is
+// TestRootlessChild, which does the sandboxed runs and writes what it saw to
+// a JSON report; the parent, still root, checks the report and the effects
+// on the host.
+const (
+	rootlessReportEnv  = "SANDBOX_TEST_ROOTLESS_REPORT"
+	rootlessWorkdirEnv = "SANDBOX_TEST_ROOTLESS_WORKDIR"
+)
+
+func init() {
+	testenv.Register("rootless", probeRootless)
+}
+
+// probeRootless: can an ordinary user on this host create user namespaces?
+func probeRootless() error {
+	read := func(p string) (string, bool) {
+		b, err := os.ReadFile(p)
+		return strings.TrimSpace(string(b)), err == nil
+	}
+	if v, ok := read("/proc/sys/kernel/unprivileged_userns_clone"); ok && v != "1" {
+		return errors.New("kernel.unprivileged_userns_clone is " + v)
+	}
+	if v, ok := read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); ok && v != "0" {
+		return errors.New("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=" + v + ")")
+	}
+	if v, ok := read("/proc/sys/user/max_user_namespaces"); !ok || v == "0" {
+		return errors.New("user.max_user_namespaces is 0 or unreadable")
+	}
+	if unshare, err := exec.LookPath("unshare"); err == nil && os.Geteuid() == 0 {
+		// Attempt it as nobody (an LSM may refuse what the sysctls allow).
+		// The user switch must come first: a namespace made as root and
+		// entered by setuid would have no mapping for nobody.
+		cmd := exec.Command(unshare, "--user", "--map-root-user", "/bin/true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("an unprivileged user cannot create a user namespace: %v: %s", err, out)
+		}
+	}
+	return nil
+}
+
+// rootlessReport is what the child saw.
+type rootlessReport struct {
+	Euid         int
+	DefaultErr   string
+	Status       sandbox.Status
+	Stdout       string
+	Stderr       string
+	ErrMsg       string
+	Cgroup       string
+	Degraded     []sandbox.Degradation
+	ExplicitErr  string
+	BestEffortOK bool // an explicit limit under bestEffort runs, degraded
+	BestEffort   []sandbox.Degradation
+}
+
+// TestRootlessChild is the ordinary user's half of TestRootless; it does
+// nothing unless started by it.
+func TestRootlessChild(t *testing.T) {
+	out := os.Getenv(rootlessReportEnv)
+	if out == "" {
+		t.Skip("runs only as TestRootless's child")
+	}
+	rep := rootlessReport{Euid: os.Geteuid()}
+	defer func() {
+		b, _ := json.Marshal(rep)
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	cfg := sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Workdir: os.Getenv(rootlessWorkdirEnv)}}}
+	r, err := sandbox.New(cfg)
+	if err != nil {
+		rep.DefaultErr = err.Error()
+	} else {
+		res, err := r.Run(context.Background(), sandbox.Command("sh", "-c",
+			`id -u; id -G; cat /proc/sys/user/max_user_namespaces; grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; echo data > /workspace/out.txt`), nil, nil)
+		if err != nil {
+			rep.DefaultErr = err.Error()
+		} else {
+			rep.Status, rep.Stdout, rep.Stderr = res.Status, string(res.Stdout), string(res.Stderr)
+			rep.Cgroup, rep.Degraded = res.Isolation.Cgroup, res.Isolation.Degraded
+			if res.Error != nil {
+				rep.ErrMsg = res.Error.Message
+			}
+		}
+		r.Close()
+	}
+	if r, err := sandbox.New(sandbox.Config{Execution: sandbox.Execution{Memory: 64 * sandbox.MiB}}); err != nil {
+		rep.ExplicitErr = err.Error()
+	} else {
+		r.Close()
+	}
+	if r, err := sandbox.New(sandbox.Config{BestEffort: true, Execution: sandbox.Execution{Memory: 64 * sandbox.MiB}}); err == nil {
+		res, err := r.Run(context.Background(), sandbox.Command("true"), nil, nil)
+		rep.BestEffortOK = err == nil && res.OK
+		if res != nil {
+			rep.BestEffort = res.Isolation.Degraded
+		}
+		r.Close()
+	}
+}
+
+func TestRootless(t *testing.T) {
+	testenv.Require(t, "root", "rootless")
+	id, err := unusedID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 0755 directory the ordinary user can traverse, holding a copy of
+	// this test binary, its workdir and its report directory.
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "sbx-rootless") // t.TempDir's parent is 0700
+	must(err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	must(os.Chmod(dir, 0o755))
+	bin := filepath.Join(dir, "sandbox.test")
+	must(copyFile(os.Args[0], bin, 0o755))
+	work, out := filepath.Join(dir, "work"), filepath.Join(dir, "out")
+	for _, d := range []string{work, out} {
+		must(os.Mkdir(d, 0o755))
+		must(os.Chown(d, id, id))
+	}
+	report := filepath.Join(out, "report.json")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRootlessChild$", "-test.count=1", "-test.v")
+	cmd.Dir = out
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + out, "TMPDIR=" + out,
+		rootlessReportEnv + "=" + report, rootlessWorkdirEnv + "=" + work}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(id), Gid: uint32(id), Groups: []uint32{}},
+		Pdeathsig: syscall.SIGKILL}
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("child as uid %d: %v\n%s", id, err, log.String())
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("no report from the child: %v\n%s", err, log.String())
+	}
+	var rep rootlessReport
+	must(json.Unmarshal(b, &rep))
+	if rep.Euid != id {
+		t.Fatalf("child ran as uid %d, want %d", rep.Euid, id)
+	}
+
+	t.Run("default config runs, cgroup degraded", func(t *testing.T) {
+		if rep.DefaultErr != "" || rep.Status != sandbox.StatusOK {
+			t.Fatalf("default run: err %q, status %s (%s), stdout %q, stderr %q", rep.DefaultErr, rep.Status, rep.ErrMsg, rep.Stdout, rep.Stderr)
+		}
+		if rep.Cgroup != "" || !hasLayer(rep.Degraded, "cgroup", "no memory, pids or CPU limit") {
+			t.Errorf("cgroup %q, degraded %+v; want no cgroup and a cgroup degradation saying the limits are off", rep.Cgroup, rep.Degraded)
+		}
+		lines := strings.Split(strings.TrimSpace(rep.Stdout), "\n")
+		if len(lines) < 3 || lines[0] != "1000" || lines[1] != "1000" || lines[2] != "0" {
+			t.Errorf("uid, groups, max_user_namespaces = %q; want 1000, 1000, 0", lines)
+		}
+		for _, want := range []string{"CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
+			"CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+			if !strings.Contains(rep.Stdout, want) {
+				t.Errorf("/proc/self/status lacks %q:\n%s", want, rep.Stdout)
+			}
+		}
+	})
+	t.Run("workdir file owned by the user", func(t *testing.T) {
+		st, err := os.Lstat(filepath.Join(work, "out.txt"))
+		if err != nil {
+			t.Fatalf("file written in the workdir is missing on the host: %v", err)
+		}
+		if uid, gid := st.Sys().(*syscall.Stat_t).Uid, st.Sys().(*syscall.Stat_t).Gid; int(uid) != id || int(gid) != id {
+			t.Errorf("file owned by %d:%d on the host, want the user %d:%d", uid, gid, id, id)
+		}
+	})
+	t.Run("explicit memory limit fails closed", func(t *testing.T) {
+		for _, want := range []string{"execution.memory", "delegat", "Delegate=yes", "chown"} {
+			if !strings.Contains(rep.ExplicitErr, want) {
+				t.Errorf("New with an explicit memory limit: %q; want a refusal mentioning %q", rep.ExplicitErr, want)
+			}
+		}
+	})
+	t.Run("explicit limit under best effort degrades", func(t *testing.T) {
+		if !rep.BestEffortOK || !hasLayer(rep.BestEffort, "cgroup", "") {
+			t.Errorf("best effort run ok=%v degraded %+v; want a run with a cgroup degradation", rep.BestEffortOK, rep.BestEffort)
+		}
+	})
+}
+
+func hasLayer(ds []sandbox.Degradation, layer, reason string) bool {
+	for _, d := range ds {
+		if d.Layer == layer && strings.Contains(d.Reason, reason) {
+			return true
+		}
+	}
+	return false
+}
+
+// unusedID returns a uid, usable as gid too, that names no account or group
+// and owns no process: an ordinary user that exists only for the test.
+func unusedID() (int, error) {
+	passwd, _ := os.ReadFile("/etc/passwd")
+	group, _ := os.ReadFile("/etc/group")
+	procs, _ := filepath.Glob("/proc/[0-9]*/status")
+	used := map[int]bool{}
+	for _, f := range procs {
+		b, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(l, "Uid:"); ok {
+				for _, u := range strings.Fields(rest) {
+					n, _ := strconv.Atoi(u)
+					used[n] = true
+				}
+			}
+		}
+	}
+	taken := func(db []byte, id int) bool {
+		return bytes.Contains(db, []byte(":"+strconv.Itoa(id)+":"))
+	}
+	for id := 61000 + os.Getpid()%500; id < 62000; id++ {
+		if !used[id] && !taken(passwd, id) && !taken(group, id) {
+			return id, nil
+		}
+	}
+	return 0, errors.New("no unused uid in 61000-61999")
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
