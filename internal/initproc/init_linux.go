@@ -149,12 +149,42 @@ func (s *initState) prepare(p *spec.Prepare) error {
 	if err := json.Unmarshal(p.Mounts, &plan); err != nil {
 		return stepErr("mount-plan", err)
 	}
+	if os.Getuid() != 0 { // rootless: the set-up runs as 1000, 0 is unmapped
+		ownRootTmpfs(&plan)
+	}
 	root, err := mount.Prepare(&plan)
 	if err != nil {
 		return err
 	}
 	s.root, s.plan = root, &plan
 	return nil
+}
+
+// setOOMScoreAdj sets the init's oom_score_adj, which the program inherits.
+// A non-dumpable process's /proc files belong to the inside root; rootless,
+// that is unmapped and nobody may write them, so the init is dumpable for the
+// write. Nothing else runs in the namespace yet (the program is forked after)
+// and only the caller's own uid could trace it from the host.
+func setOOMScoreAdj(v int) error {
+	if os.Getuid() != 0 {
+		unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+		defer unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	}
+	return os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(v)), 0)
+}
+
+// ownRootTmpfs gives the tmpfs mounts the plan wants owned by the inside
+// root (/dev) to the set-up user instead: in a rootless namespace uid 0 is
+// unmapped and tmpfs refuses uid=0. The mount plan keeps them unwritable
+// for the program otherwise (Landlock grants only the device nodes and
+// /dev/shm under /dev).
+func ownRootTmpfs(p *mount.Plan) {
+	for i := range p.Base {
+		m := &p.Base[i]
+		if m.Kind == mount.KindTmpfs && m.UID == 0 && m.GID == 0 {
+			m.UID, m.GID = os.Getuid(), os.Getgid()
+		}
+	}
 }
 
 // forkJob hands the run to the forking thread.
@@ -237,7 +267,7 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 			return 125
 		}
 	}
-	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(e.OOMScoreAdj)), 0); err != nil {
+	if err := setOOMScoreAdj(e.OOMScoreAdj); err != nil {
 		s.fail(stepErr("oom_score_adj", err))
 		return 125
 	}

@@ -43,7 +43,7 @@ func sealBinary() (string, error) {
 		return "", fmt.Errorf("dup memfd: %w", err)
 	}
 	f := os.NewFile(uintptr(high), "sandbox-init")
-	if _, err := io.Copy(f, exe); err != nil {
+	if err := copyInKernel(f, exe); err != nil {
 		f.Close()
 		return "", fmt.Errorf("copy own executable: %w", err)
 	}
@@ -54,4 +54,39 @@ func sealBinary() (string, error) {
 	}
 	sealed.file = f // open for the life of the process: it is the binary
 	return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+}
+
+// copyInKernel copies src into dst with sendfile: no user-space buffer, and
+// the destination sized once up front.
+func copyInKernel(dst, src *os.File) error {
+	st, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	if err := unix.Ftruncate(int(dst.Fd()), size); err != nil {
+		return err
+	}
+	var off int64
+	for off < size {
+		n, err := unix.Sendfile(int(dst.Fd()), int(src.Fd()), &off, int(min(size-off, 1<<30)))
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			// Fall back to a plain copy from where sendfile stopped.
+			if _, err := src.Seek(off, io.SeekStart); err != nil {
+				return err
+			}
+			if _, err := dst.Seek(off, io.SeekStart); err != nil {
+				return err
+			}
+			_, err = io.Copy(dst, src)
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+	}
+	return nil
 }
