@@ -212,10 +212,14 @@ func hostProcesses(marker string) []int {
 func TestNothingOutlivesTheProgram(t *testing.T) {
 	r := newEngineRunner(t, sandbox.Config{})
 	marker := fmt.Sprintf("daemon-marker-%d", time.Now().UnixNano())
-	res := sh(t, r, `setsid sh -c 'exec -a `+marker+` sleep 300' </dev/null >/dev/null 2>&1 &
-nohup sh -c 'exec -a `+marker+` sleep 300' >/dev/null 2>&1 &
-(sh -c 'exec -a `+marker+` sleep 300' &) ; sleep 0.2; echo started`)
+	// Each daemon is a shell whose command line carries the marker.
+	res := sh(t, r, `setsid sh -c 'sleep 300; :' `+marker+` </dev/null >/dev/null 2>&1 &
+nohup sh -c 'sleep 300; :' `+marker+` >/dev/null 2>&1 &
+(sh -c 'sleep 300; :' `+marker+` &) ; sleep 0.2; ps -eo args | grep -c '^sh -c sleep 300; : `+marker+`'`)
 	wantStatus(t, res, sandbox.StatusOK)
+	if n := strings.TrimSpace(string(res.Stdout)); n != "3" {
+		t.Fatalf("%s daemons were running inside, want 3 (stdout %q, stderr %q)", n, res.Stdout, res.Stderr)
+	}
 	if got := hostProcesses(marker); len(got) > 0 {
 		t.Fatalf("processes left on the host: %v", got)
 	}
@@ -339,8 +343,11 @@ func TestWorkdirOwnership(t *testing.T) {
 // binary acting as the CLI) with SIGKILL mid-run.
 func TestKilledSupervisorLeavesNothing(t *testing.T) {
 	testenv.Require(t, "root", "userns")
-	marker := fmt.Sprintf("orphan-marker-%d", time.Now().UnixNano())
-	cmd := exec.Command(os.Args[0], "run", "--", "sh", "-c", "exec -a "+marker+" sleep 300")
+	id := fmt.Sprint(time.Now().UnixNano())
+	marker := "orphan-marker-" + id
+	// The marker is assembled inside, so that only the sandboxed program's
+	// command line holds it (not the supervisor's).
+	cmd := exec.Command(os.Args[0], "run", "--", "sh", "-c", "m=orphan; sh -c 'sleep 300; :' $m-marker-"+id)
 	cmd.Env = append(os.Environ(), "SANDBOX_TEST_AS_CLI=1")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -354,6 +361,7 @@ func TestKilledSupervisorLeavesNothing(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	dead := cmd.Process.Pid
 	cmd.Process.Kill()
 	cmd.Wait()
 	deadline = time.Now().Add(5 * time.Second)
@@ -362,6 +370,29 @@ func TestKilledSupervisorLeavesNothing(t *testing.T) {
 			t.Fatalf("processes left after the supervisor died: %v", hostProcesses(marker))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The dead supervisor's run cgroup is swept by the next process that
+	// starts a sandbox.
+	owned := func() []string {
+		var out []string
+		entries, _ := os.ReadDir("/sys/fs/cgroup/memory/sandbox")
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), fmt.Sprintf("sbx-%d.", dead)) {
+				out = append(out, e.Name())
+			}
+		}
+		return out
+	}
+	if len(owned()) == 0 {
+		t.Fatal("the killed supervisor's run cgroup is missing: was the program running?")
+	}
+	next := exec.Command(os.Args[0], "run", "--", "true")
+	next.Env = append(os.Environ(), "SANDBOX_TEST_AS_CLI=1")
+	if out, err := next.CombinedOutput(); err != nil {
+		t.Fatalf("next run: %v\n%s", err, out)
+	}
+	if left := owned(); len(left) > 0 {
+		t.Errorf("cgroups of the dead supervisor not swept: %v", left)
 	}
 }
 

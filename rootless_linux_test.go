@@ -75,6 +75,7 @@ type rootlessReport struct {
 	ExplicitErr  string
 	BestEffortOK bool // an explicit limit under bestEffort runs, degraded
 	BestEffort   []sandbox.Degradation
+	Loopback     string // status of a run with the loopback network
 }
 
 // TestRootlessChild is the ordinary user's half of TestRootless; it does
@@ -119,6 +120,20 @@ func TestRootlessChild(t *testing.T) {
 		rep.BestEffortOK = err == nil && res.OK
 		if res != nil {
 			rep.BestEffort = res.Isolation.Degraded
+		}
+		r.Close()
+	}
+	if r, err := sandbox.New(sandbox.Config{Permissions: sandbox.Permissions{Network: sandbox.NetworkLoopback}}); err != nil {
+		rep.Loopback = err.Error()
+	} else {
+		res, err := r.Run(context.Background(), sandbox.Command("true"), nil, nil)
+		if err != nil {
+			rep.Loopback = err.Error()
+		} else {
+			rep.Loopback = string(res.Status)
+			if res.Error != nil {
+				rep.Loopback += ": " + res.Error.Message
+			}
 		}
 		r.Close()
 	}
@@ -173,6 +188,7 @@ func TestRootless(t *testing.T) {
 	if rep.Euid != id {
 		t.Fatalf("child ran as uid %d, want %d", rep.Euid, id)
 	}
+	t.Logf("child report: %s", b)
 
 	t.Run("default config runs, cgroup degraded", func(t *testing.T) {
 		if rep.DefaultErr != "" || rep.Status != sandbox.StatusOK {
@@ -206,6 +222,11 @@ func TestRootless(t *testing.T) {
 			if !strings.Contains(rep.ExplicitErr, want) {
 				t.Errorf("New with an explicit memory limit: %q; want a refusal mentioning %q", rep.ExplicitErr, want)
 			}
+		}
+	})
+	t.Run("loopback network", func(t *testing.T) {
+		if rep.Loopback != string(sandbox.StatusOK) {
+			t.Errorf("run with the loopback network: %s", rep.Loopback)
 		}
 	})
 	t.Run("explicit limit under best effort degrades", func(t *testing.T) {

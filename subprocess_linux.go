@@ -61,9 +61,11 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 	cg, err := sharedCgroups()
 	if err != nil {
 		switch {
-		case proc.Rootless() && !cfg.BestEffort:
-			if e := rootlessNoCgroup(cfg, asked, err); e != nil {
-				return nil, e
+		case proc.Rootless():
+			if !cfg.BestEffort {
+				if e := rootlessNoCgroup(asked, err); e != nil {
+					return nil, e
+				}
 			}
 			s.degraded = append(s.degraded, Degradation{Layer: "cgroup", Reason: noCgroupReason(cfg, err)})
 		default:
@@ -283,7 +285,7 @@ func explicitLimits(asked Execution) []string {
 
 // rootlessNoCgroup refuses a rootless run without usable cgroups when the
 // caller explicitly asked for a limit only a cgroup enforces.
-func rootlessNoCgroup(cfg *Config, asked Execution, cause error) error {
+func rootlessNoCgroup(asked Execution, cause error) error {
 	lim := explicitLimits(asked)
 	if len(lim) == 0 {
 		return nil
@@ -306,7 +308,7 @@ func noCgroupReason(cfg *Config, cause error) string {
 	}
 	r := "rootless without a delegated cgroup v2 subtree: the run has no memory, pids or CPU limit and no cgroup accounting"
 	if len(off) > 0 {
-		r += " (default limits not enforced: " + strings.Join(off, ", ") + ")"
+		r += " (not enforced: " + strings.Join(off, ", ") + ")"
 	}
 	return r + "; only rlimits bound it: " + cause.Error()
 }

@@ -317,7 +317,6 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 		res.err = err
 		out <- res
 	}
-	noSetgroups := setgroupsDenied() // read before Landlock may hide /proc
 	if err := seccomp.SetNoNewPrivs(); err != nil {
 		fail(stepErr("no_new_privs", err))
 		return
@@ -376,10 +375,11 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 		files = append(files, uintptr(fds[3]))
 	}
 	cred := &syscall.Credential{Uid: uint32(e.UID), Gid: uint32(e.GID), Groups: []uint32{}}
-	if noSetgroups {
-		// Rootless: an unprivileged user namespace must deny setgroups, so
-		// the caller's supplementary groups cannot be dropped (the
-		// supervisor reports them in isolation.degraded).
+	if os.Getuid() != 0 {
+		// Rootless (the set-up runs as 1000, not the inside root): an
+		// unprivileged user namespace must deny setgroups, so the caller's
+		// supplementary groups cannot be dropped (the supervisor reports
+		// them in isolation.degraded).
 		cred.Groups, cred.NoSetGroups = nil, true
 	}
 	pid, err := syscall.ForkExec(path, e.Argv, &syscall.ProcAttr{
@@ -409,13 +409,6 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 	<-s.goCh
 	// Returning without UnlockOSThread ends this thread, and with it the
 	// ptrace link: the program continues from its first instruction.
-}
-
-// setgroupsDenied reports whether this user namespace denies setgroups(2),
-// as it must when an ordinary user created it (rootless).
-func setgroupsDenied() bool {
-	b, err := os.ReadFile("/proc/self/setgroups")
-	return err == nil && string(trimNL(b)) == "deny"
 }
 
 func execErr(path string, err error) error {

@@ -89,7 +89,7 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 			PidFD:      &pidfd,
 		},
 	}
-	setIdentity(s.cmd.SysProcAttr, opts, os.Geteuid(), os.Getegid())
+	setIdentity(s.cmd.SysProcAttr, opts, prep.Loopback, os.Geteuid(), os.Getegid())
 	if err := s.cmd.Start(); err != nil {
 		conn.Close()
 		return nil, &SetupError{Step: "clone", Err: explainClone(err)}
@@ -112,19 +112,21 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 func Rootless() bool { return os.Geteuid() != 0 }
 
 // initCaps are the capabilities a rootless init needs in its user namespace
-// for set-up (hostname, loopback, mounts and pivot_root, the per-namespace
-// limits in /proc/sys/user, dropping the bounding set). They are raised as
-// ambient capabilities because the init execs as uid 1000, not 0, and an
-// exec by a non-root uid otherwise clears every capability the namespace's
-// creator held. The init drops all of them (bounding, inheritable, ambient)
-// on the forking thread before the program's exec.
-var initCaps = []uintptr{
-	unix.CAP_SYS_ADMIN,    // mounts, pivot_root, sethostname
-	unix.CAP_NET_ADMIN,    // loopback up
-	unix.CAP_SYS_RESOURCE, // write /proc/sys/user/max_* of this namespace
-	unix.CAP_SETPCAP,      // drop the bounding set
-	unix.CAP_DAC_OVERRIDE, // set-up files and directories owned by unmapped ids
-	unix.CAP_SYS_CHROOT,   // pivot_root into the new root
+// for set-up, found by removing each until a run failed: mounts, pivot_root
+// and sethostname (SYS_ADMIN), the per-namespace limits in /proc/sys/user
+// (SYS_RESOURCE), emptying the bounding set (SETPCAP), and bringing up lo
+// (NET_ADMIN, only with the loopback network). They are raised as ambient
+// capabilities because the init execs as uid 1000, not 0, and an exec by a
+// non-root uid otherwise clears every capability the namespace's creator
+// held. The init drops them all (bounding, inheritable, ambient; the
+// program's exec as 1000 then clears permitted and effective) before the
+// program starts.
+func initCaps(loopback bool) []uintptr {
+	caps := []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_RESOURCE, unix.CAP_SETPCAP}
+	if loopback {
+		caps = append(caps, unix.CAP_NET_ADMIN)
+	}
+	return caps
 }
 
 // setIdentity sets the user namespace's id maps and the init's credentials.
@@ -138,7 +140,7 @@ var initCaps = []uintptr{
 // maps to the caller; the init starts as 1000 with the set-up capabilities
 // ambient (see initCaps), and the program runs as 1000, that is, as the
 // caller on the host, with no capabilities. Inside 0 is unmapped.
-func setIdentity(a *syscall.SysProcAttr, opts Options, euid, egid int) {
+func setIdentity(a *syscall.SysProcAttr, opts Options, loopback bool, euid, egid int) {
 	if euid == 0 {
 		base := opts.HostIDBase
 		a.UidMappings = []syscall.SysProcIDMap{
@@ -156,7 +158,7 @@ func setIdentity(a *syscall.SysProcAttr, opts Options, euid, egid int) {
 	a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 1000, HostID: euid, Size: 1}}
 	a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 1000, HostID: egid, Size: 1}}
 	a.GidMappingsEnableSetgroups = false
-	a.AmbientCaps = initCaps
+	a.AmbientCaps = initCaps(loopback)
 }
 
 func explainClone(err error) string {
