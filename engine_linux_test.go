@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -490,4 +491,33 @@ func childrenOf(pid int) []string {
 		out = append(out, strings.Fields(string(b))...)
 	}
 	return out
+}
+
+// TestUnreachableSourcesRefused: mount sources the sandbox's unprivileged
+// ids cannot reach, or a workdir its user cannot write, are refused by New
+// with the path and the fix, not by a set-up step failing with EACCES.
+func TestUnreachableSourcesRefused(t *testing.T) {
+	testenv.Require(t, "root", "userns")
+	private := t.TempDir() // 0700, owned by root
+	os.Chmod(private, 0o700)
+	data := filepath.Join(private, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sandbox.New(sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{
+		ReadOnly: []sandbox.Mount{{Source: data, Target: "/data"}}}}})
+	var ce *sandbox.ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "not searchable") || !strings.Contains(err.Error(), "chmod o+x") {
+		t.Errorf("read-only source under a private directory: %v", err)
+	}
+	wd, err := os.MkdirTemp("", "sbx-rootowned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(wd)
+	os.Chmod(wd, 0o755)
+	_, err = sandbox.New(sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Workdir: wd}}})
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "chown 101000:101000") {
+		t.Errorf("root-owned workdir: %v", err)
+	}
 }

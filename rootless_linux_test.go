@@ -123,7 +123,9 @@ func TestRootlessChild(t *testing.T) {
 		}
 		r.Close()
 	}
-	if r, err := sandbox.New(sandbox.Config{Permissions: sandbox.Permissions{Network: sandbox.NetworkLoopback}}); err != nil {
+	// A warm sandbox (pool) with the loopback network: the init needs
+	// CAP_NET_ADMIN only here.
+	if r, err := sandbox.New(sandbox.Config{Pool: sandbox.PoolConfig{Size: 1}, Permissions: sandbox.Permissions{Network: sandbox.NetworkLoopback}}); err != nil {
 		rep.Loopback = err.Error()
 	} else {
 		res, err := r.Run(context.Background(), sandbox.Command("true"), nil, nil)
@@ -145,57 +147,19 @@ func TestRootless(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A 0755 directory the ordinary user can traverse, holding a copy of
-	// this test binary, its workdir and its report directory.
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir, err := os.MkdirTemp("", "sbx-rootless") // t.TempDir's parent is 0700
-	must(err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	must(os.Chmod(dir, 0o755))
-	bin := filepath.Join(dir, "sandbox.test")
-	must(copyFile(os.Args[0], bin, 0o755))
-	work, out := filepath.Join(dir, "work"), filepath.Join(dir, "out")
-	for _, d := range []string{work, out} {
-		must(os.Mkdir(d, 0o755))
-		must(os.Chown(d, id, id))
-	}
-	report := filepath.Join(out, "report.json")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRootlessChild$", "-test.count=1", "-test.v")
-	cmd.Dir = out
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + out, "TMPDIR=" + out,
-		rootlessReportEnv + "=" + report, rootlessWorkdirEnv + "=" + work}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(id), Gid: uint32(id), Groups: []uint32{}},
-		Pdeathsig: syscall.SIGKILL}
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("child as uid %d: %v\n%s", id, err, log.String())
-	}
-	b, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatalf("no report from the child: %v\n%s", err, log.String())
-	}
-	var rep rootlessReport
-	must(json.Unmarshal(b, &rep))
+	rep, work := runRootlessChild(t, id, nil)
 	if rep.Euid != id {
 		t.Fatalf("child ran as uid %d, want %d", rep.Euid, id)
 	}
-	t.Logf("child report: %s", b)
-
 	t.Run("default config runs, cgroup degraded", func(t *testing.T) {
 		if rep.DefaultErr != "" || rep.Status != sandbox.StatusOK {
 			t.Fatalf("default run: err %q, status %s (%s), stdout %q, stderr %q", rep.DefaultErr, rep.Status, rep.ErrMsg, rep.Stdout, rep.Stderr)
 		}
 		if rep.Cgroup != "" || !hasLayer(rep.Degraded, "cgroup", "no memory, pids or CPU limit") {
 			t.Errorf("cgroup %q, degraded %+v; want no cgroup and a cgroup degradation saying the limits are off", rep.Cgroup, rep.Degraded)
+		}
+		if hasLayer(rep.Degraded, "identity", "") {
+			t.Errorf("identity degraded for a user without supplementary groups: %+v", rep.Degraded)
 		}
 		lines := strings.Split(strings.TrimSpace(rep.Stdout), "\n")
 		if len(lines) < 3 || lines[0] != "1000" || lines[1] != "1000" || lines[2] != "0" {
@@ -224,16 +188,80 @@ func TestRootless(t *testing.T) {
 			}
 		}
 	})
-	t.Run("loopback network", func(t *testing.T) {
+	t.Run("loopback network, warm pool", func(t *testing.T) {
 		if rep.Loopback != string(sandbox.StatusOK) {
 			t.Errorf("run with the loopback network: %s", rep.Loopback)
 		}
 	})
 	t.Run("explicit limit under best effort degrades", func(t *testing.T) {
-		if !rep.BestEffortOK || !hasLayer(rep.BestEffort, "cgroup", "") {
-			t.Errorf("best effort run ok=%v degraded %+v; want a run with a cgroup degradation", rep.BestEffortOK, rep.BestEffort)
+		if !rep.BestEffortOK || !hasLayer(rep.BestEffort, "cgroup", "not enforced: memory 64MiB") {
+			t.Errorf("best effort run ok=%v degraded %+v; want a run with a cgroup degradation naming the 64MiB limit", rep.BestEffortOK, rep.BestEffort)
 		}
 	})
+	t.Run("supplementary groups reported", func(t *testing.T) {
+		// setgroups is denied to an unprivileged user namespace: a caller's
+		// extra group stays with the program, and that must be said.
+		rep, _ := runRootlessChild(t, id, []uint32{uint32(id) + 1})
+		if rep.Status != sandbox.StatusOK || !hasLayer(rep.Degraded, "identity", strconv.Itoa(id+1)) {
+			t.Fatalf("status %s (%s), degraded %+v; want ok with an identity degradation naming gid %d", rep.Status, rep.ErrMsg, rep.Degraded, id+1)
+		}
+		if lines := strings.Split(rep.Stdout, "\n"); len(lines) < 2 || lines[1] != "1000 65534" {
+			t.Errorf("id -G = %q; want 1000 65534 (the host group, unmapped)", lines)
+		}
+	})
+}
+
+// runRootlessChild runs TestRootlessChild as uid:gid id with the
+// supplementary groups given, and returns its report and the workdir it
+// used (owned by id).
+func runRootlessChild(t *testing.T, id int, groups []uint32) (rootlessReport, string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A 0755 directory the ordinary user can traverse (t.TempDir's parent
+	// is 0700), holding a copy of this test binary, its workdir and its
+	// report directory.
+	dir, err := os.MkdirTemp("", "sbx-rootless")
+	must(err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	must(os.Chmod(dir, 0o755))
+	bin := filepath.Join(dir, "sandbox.test")
+	must(copyFile(os.Args[0], bin, 0o755))
+	work, out := filepath.Join(dir, "work"), filepath.Join(dir, "out")
+	for _, d := range []string{work, out} {
+		must(os.Mkdir(d, 0o755))
+		must(os.Chown(d, id, id))
+	}
+	report := filepath.Join(out, "report.json")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestRootlessChild$", "-test.count=1", "-test.v")
+	cmd.Dir = out
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + out, "TMPDIR=" + out,
+		rootlessReportEnv + "=" + report, rootlessWorkdirEnv + "=" + work}
+	if groups == nil {
+		groups = []uint32{}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(id), Gid: uint32(id), Groups: groups},
+		Pdeathsig: syscall.SIGKILL}
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("child as uid %d: %v\n%s", id, err, log.String())
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("no report from the child: %v\n%s", err, log.String())
+	}
+	var rep rootlessReport
+	must(json.Unmarshal(b, &rep))
+	t.Logf("child report: %s", b)
+	return rep, work
 }
 
 func hasLayer(ds []sandbox.Degradation, layer, reason string) bool {

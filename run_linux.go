@@ -249,6 +249,11 @@ func (r *subRun) plan() (*mount.Plan, error) {
 	if err != nil {
 		return nil, planError(err)
 	}
+	if os.Geteuid() == 0 {
+		if err := checkSources(o, r.s.cfg.Security.HostIDBase); err != nil {
+			return nil, err
+		}
+	}
 	if r.rs.kind == KindFile {
 		p.Run = append(p.Run, bootstrapFiles()...) // /sandbox/bootstrap (runtime_linux.go)
 	}

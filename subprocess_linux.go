@@ -130,6 +130,11 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 	if s.plan, err = mount.NewPlan(s.planOpts); err != nil {
 		return nil, planError(err)
 	}
+	if os.Geteuid() == 0 {
+		if err := checkSources(s.planOpts, cfg.Security.HostIDBase); err != nil {
+			return nil, &ConfigError{Field: "permissions.filesystem", Want: err.Error()}
+		}
+	}
 	if cfg.Pool.Size > 0 {
 		s.pool = newPool(s, cfg.Pool.Size)
 	}
@@ -290,10 +295,10 @@ func rootlessNoCgroup(asked Execution, cause error) error {
 	if len(lim) == 0 {
 		return nil
 	}
-	return fmt.Errorf("sandbox: cgroup: %s requested, but this user (uid %d) has no delegated cgroup v2 subtree to enforce it: %v; "+
-		"delegate one (systemd: Delegate=yes, e.g. systemd-run --user --scope -p Delegate=yes ...; without systemd, as root: "+
-		"mkdir /sys/fs/cgroup/%s && chown -R %d /sys/fs/cgroup/%s and enable +memory +pids +cpu in its cgroup.subtree_control), "+
-		"or remove the limit, or set bestEffort to run without it", strings.Join(lim, ", "), os.Geteuid(), cause, cgroup.Parent, os.Geteuid(), cgroup.Parent)
+	return fmt.Errorf("sandbox: cgroup: %s requested, but this user (uid %d) has no delegated cgroup v2 subtree to enforce it (%v); "+
+		"delegate one (systemd: Delegate=yes, e.g. systemd-run --user --scope -p Delegate=yes -- COMMAND; or, as root, chown a cgroup v2 "+
+		"directory to uid %d with +memory +pids +cpu in its cgroup.subtree_control), or remove the limit, or set bestEffort to run without it",
+		strings.Join(lim, ", "), os.Geteuid(), cause, os.Geteuid())
 }
 
 // noCgroupReason says plainly what a run without cgroups lacks.

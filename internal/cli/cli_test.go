@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,13 @@ func TestScripts(t *testing.T) {
 		Dir:                 "../../testdata/script",
 		RequireExplicitExec: true,
 		Condition:           condition,
+		// $PLUGINS is the repository's test plugins: a directory the
+		// sandbox's unprivileged ids can reach ($WORK is private to root).
+		Setup: func(env *testscript.Env) error {
+			abs, err := filepath.Abs("../../testdata/plugins")
+			env.Setenv("PLUGINS", abs)
+			return err
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":   exits,
 			"oneline": oneline,

@@ -288,6 +288,10 @@ func runCmd(env *Env, args []string) int {
 	if f.json {
 		b, _ := json.Marshal(res)
 		fmt.Fprintf(env.Stdout, "%s\n", b)
+	} else if res.OK && len(res.Data) > 0 && string(res.Data) != "null" {
+		// A handler's answer is its data: print it, as the command's
+		// output would be.
+		fmt.Fprintf(env.Stdout, "%s\n", res.Data)
 	} else if !res.OK {
 		fmt.Fprintf(env.Stderr, "sandbox: %s\n", reason(res))
 	}

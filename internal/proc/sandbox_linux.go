@@ -20,6 +20,7 @@ import (
 // Options are the host-side choices for a new sandbox.
 type Options struct {
 	// HostIDBase: inside uid/gid 0 maps to HostIDBase, 1000 to HostIDBase+1000.
+	// Root only: rootless, inside 1000 is the caller (see setIdentity).
 	HostIDBase int
 	// HostNetwork keeps the host's network namespace (explicit opt-in).
 	HostNetwork bool
