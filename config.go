@@ -486,12 +486,12 @@ func (c *Config) validate() error {
 		return &ConfigError{"permissions.hostname", p.Hostname, "want a hostname of letters, digits, '-' and '.', at most 64 characters"}
 	}
 	for i, a := range p.Env.Allow {
-		if !validEnvPattern(a) {
+		if !ValidEnvPattern(a) {
 			return &ConfigError{fmt.Sprintf("permissions.env.allow[%d]", i), a, "want a variable name (A-Z, a-z, 0-9, _) or a PREFIX_* glob"}
 		}
 	}
 	for k := range p.Env.Set {
-		if !validEnvName(k) {
+		if !ValidEnvName(k) {
 			return &ConfigError{"permissions.env.set", k, "want variable names of A-Z, a-z, 0-9 and _, not starting with a digit"}
 		}
 	}
@@ -621,7 +621,9 @@ func validHostname(h string) bool {
 	return true
 }
 
-func validEnvName(n string) bool {
+// ValidEnvName reports whether n is a variable name the environment policy
+// accepts: A-Z, a-z, 0-9 and _, not starting with a digit.
+func ValidEnvName(n string) bool {
 	if n == "" {
 		return false
 	}
@@ -633,11 +635,13 @@ func validEnvName(n string) bool {
 	return true
 }
 
-func validEnvPattern(p string) bool {
+// ValidEnvPattern reports whether p is an allow-list entry: a variable name
+// or a PREFIX_* glob.
+func ValidEnvPattern(p string) bool {
 	if prefix, ok := strings.CutSuffix(p, "*"); ok {
-		return prefix != "" && validEnvName(prefix)
+		return prefix != "" && ValidEnvName(prefix)
 	}
-	return validEnvName(p)
+	return ValidEnvName(p)
 }
 
 // resolveEnv builds a run's environment: the base, then allowed host

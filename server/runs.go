@@ -260,7 +260,7 @@ func (s *Server) applyPermissions(p *Permissions, cfg *sandbox.Config) error {
 		if strings.Trim(a, "*") == "" && a != "" {
 			return aboveCeiling("permissions.env.allow[%d] %q: the whole host environment is never passed; name variables within server.envAllowCeiling", i, clip(a))
 		}
-		if !validEnvPattern(a) {
+		if !sandbox.ValidEnvPattern(a) {
 			return badRequest("permissions.env.allow[%d] %q: want a variable name (A-Z, a-z, 0-9, _) or a PREFIX_* glob", i, clip(a))
 		}
 		if !withinCeiling(a, s.envCeiling()) {
@@ -268,7 +268,7 @@ func (s *Server) applyPermissions(p *Permissions, cfg *sandbox.Config) error {
 		}
 	}
 	for k := range p.Env.Set {
-		if !validEnvName(k) {
+		if !sandbox.ValidEnvName(k) {
 			return badRequest("permissions.env.set %q: want variable names of A-Z, a-z, 0-9 and _, not starting with a digit", clip(k))
 		}
 	}
@@ -300,25 +300,6 @@ func withinCeiling(pattern string, ceiling []string) bool {
 		}
 	}
 	return false
-}
-
-func validEnvName(n string) bool {
-	if n == "" {
-		return false
-	}
-	for i, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-func validEnvPattern(p string) bool {
-	if prefix, ok := strings.CutSuffix(p, "*"); ok {
-		return prefix != "" && validEnvName(prefix)
-	}
-	return validEnvName(p)
 }
 
 // handleRun is POST /v1/runs.

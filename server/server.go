@@ -127,7 +127,7 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	}
 	sc := cfg.Server
 	for i, p := range sc.EnvAllowCeiling {
-		if !validEnvPattern(p) {
+		if !sandbox.ValidEnvPattern(p) {
 			return nil, fmt.Errorf("server: server.envAllowCeiling[%d] %q: want a variable name or a PREFIX_* glob", i, p)
 		}
 	}

@@ -71,7 +71,7 @@ func parseRunFlags(env *Env, args []string) (*runFlags, []string, error) {
 	p.list("env", "NAME, 'PREFIX_*' or NAME=VALUE (repeatable)", func(s string) error {
 		name, _, hasValue := strings.Cut(s, "=")
 		pattern := strings.TrimSuffix(name, "*")
-		if name == "" || (hasValue && strings.HasSuffix(name, "*")) || !validName(pattern) {
+		if name == "" || (hasValue && strings.HasSuffix(name, "*")) || !sandbox.ValidEnvName(pattern) {
 			return errors.New("want NAME, PREFIX_* or NAME=VALUE with a variable name of A-Z, a-z, 0-9 and _")
 		}
 		f.env = append(f.env, s)
@@ -155,18 +155,6 @@ func parseRunFlags(env *Env, args []string) (*runFlags, []string, error) {
 	}
 	p.fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	return f, p.fs.Args(), nil
-}
-
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 func absPath(env *Env, p string) (string, error) {
