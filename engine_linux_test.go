@@ -168,6 +168,16 @@ func TestLimits(t *testing.T) {
 		res := run(t, r, "dd", "if=/dev/zero", "of=/tmp/f", "bs=1M", "count=4")
 		wantStatus(t, res, sandbox.StatusFileSizeLimit)
 	})
+	t.Run("file size in a child", func(t *testing.T) {
+		// Any process of the run, not only the program: the shell survives
+		// its child's SIGXFSZ and exits 153.
+		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{MaxFileSize: sandbox.MiB}})
+		res := sh(t, r, "head -c 4M /dev/zero > /tmp/f; exit $?")
+		wantStatus(t, res, sandbox.StatusFileSizeLimit)
+		if res.ExitCode != 153 {
+			t.Errorf("exit code %d, want the shell's own 153", res.ExitCode)
+		}
+	})
 	t.Run("fork bomb", func(t *testing.T) {
 		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{Pids: 20, Timeout: sandbox.Duration(3 * time.Second), Grace: sandbox.Duration(100 * time.Millisecond)}})
 		start := time.Now()

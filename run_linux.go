@@ -19,6 +19,7 @@ import (
 	"github.com/kb-labs/sandbox/internal/monitor"
 	"github.com/kb-labs/sandbox/internal/mount"
 	"github.com/kb-labs/sandbox/internal/proc"
+	"github.com/kb-labs/sandbox/internal/procevents"
 	"github.com/kb-labs/sandbox/internal/seccomp"
 	"github.com/kb-labs/sandbox/internal/spec"
 )
@@ -42,6 +43,7 @@ type subRun struct {
 	readers        sync.WaitGroup
 	listener       *seccomp.Listener
 	stopListener   context.CancelFunc
+	events         *procevents.Run // nil when process events are unavailable
 	listenerDone   chan struct{}
 
 	killOnce  sync.Once
@@ -185,6 +187,11 @@ func (r *subRun) start() (pipes, error) {
 	}
 	if started.Listener >= 0 {
 		r.serveViolations(started.Listener)
+	}
+	// Follow every process of the run (it is still stopped, so no fork is
+	// missed) to see any of them die of SIGXFSZ.
+	if w, err := procevents.Shared(); err == nil {
+		r.events = w.Track(started.Pid)
 	}
 	return pipes{stdin: ours[0], stdout: ours[1], stderr: ours[2]}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kb-labs/sandbox/internal/proc"
+	"github.com/kb-labs/sandbox/internal/procevents"
 )
 
 // cpuPoll is how often the run's CPU usage is compared with its limit.
@@ -119,6 +120,14 @@ func (r *subRun) collect(e proc.Exit) {
 			hit := st.PidsLimitHit
 			res.Metrics.PidsLimitHit = &hit
 			oom = st.OOMKills
+		}
+	}
+	if r.events != nil {
+		if w, err := procevents.Shared(); err == nil {
+			w.Done(r.events) // every event of the ended run is read first
+		}
+		if r.events.KilledBySIGXFSZ() {
+			rs.limit(StatusFileSizeLimit, fmt.Sprintf("a process was killed by SIGXFSZ: a file passed the %s limit", r.exec.MaxFileSize))
 		}
 	}
 	if oom > 0 {
