@@ -106,7 +106,6 @@ type Server struct {
 	stopping   chan struct{} // closed when shutdown starts
 	done       chan struct{} // closed when shutdown ends
 	stopOnce   sync.Once
-	handlers   sync.WaitGroup
 	ready      atomic.Bool
 
 	capsMu  sync.Mutex
@@ -289,8 +288,6 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // ServeHTTP is the whole request pipeline: request id, trace span,
 // authentication, routing, access log.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handlers.Add(1)
-	defer s.handlers.Done()
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
 	if !validRequestID(id) {
@@ -462,8 +459,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err = s.http.Shutdown(ctx); err != nil {
 		s.log.Warn("drain timeout passed: cancelling the runs left")
 		s.cancelRuns()
-		s.waitHandlers(10 * time.Second)
-		s.http.Close()
+		// The cancelled runs are still answered: wait again (bounded) for
+		// the connections to finish their responses, which the server
+		// writes after the handlers return, and only then close the rest.
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if s.http.Shutdown(fctx) != nil {
+			s.http.Close()
+		}
+		cancel()
 		err = nil
 	}
 	s.cancelRuns()
@@ -483,15 +486,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("shut down")
 	return err
-}
-
-func (s *Server) waitHandlers(max time.Duration) {
-	done := make(chan struct{})
-	go func() { s.handlers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(max):
-	}
 }
 
 // checkRunDir makes a per-run directory the way runs will, and checks that
