@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -48,26 +47,21 @@ func parseRunFlags(env *Env, args []string) (*runFlags, []string, error) {
 	f := &runFlags{set: map[string]bool{}}
 	p := newParser("run")
 	e := &f.cfg.Execution
-	vals := []*value{
-		p.duration("timeout", "wall-clock limit (default 30s)", &e.Timeout),
-		p.duration("grace", "time between SIGTERM and SIGKILL (default 5s)", &e.Grace),
-		p.duration("cpu-time", "CPU-time limit of all processes together (default unlimited)", &e.CPUTime),
-		p.add("cpus", "CPU quota in cores, e.g. 0.5 (default unlimited)", func(s string) error {
-			v, err := sandbox.ParseCPUs(s)
-			if err == nil && v != 0 {
-				e.CPUs = v
-			}
-			return err
-		}),
-		p.size("memory", "memory limit of the whole run, swap included (default 512MiB)", &e.Memory),
-		p.count("pids", "processes + threads (default 128)", &e.Pids),
-		p.size("max-output", "per captured stream (default 1MiB)", &e.MaxOutput),
-		p.size("max-file-size", "largest file the run may write (default 64MiB)", &e.MaxFileSize),
-		p.count("max-open-files", "open files (default 256)", &e.MaxOpenFiles),
-	}
-	for _, v := range vals {
-		_ = v
-	}
+	p.duration("timeout", "wall-clock limit (default 30s)", &e.Timeout)
+	p.duration("grace", "time between SIGTERM and SIGKILL (default 5s)", &e.Grace)
+	p.duration("cpu-time", "CPU-time limit of all processes together (default unlimited)", &e.CPUTime)
+	p.add("cpus", "CPU quota in cores, e.g. 0.5 (default unlimited)", func(s string) error {
+		v, err := sandbox.ParseCPUs(s)
+		if err == nil && v != 0 {
+			e.CPUs = v
+		}
+		return err
+	})
+	p.size("memory", "memory limit of the whole run, swap included (default 512MiB)", &e.Memory)
+	p.count("pids", "processes + threads (default 128)", &e.Pids)
+	p.size("max-output", "per captured stream (default 1MiB)", &e.MaxOutput)
+	p.size("max-file-size", "largest file the run may write (default 64MiB)", &e.MaxFileSize)
+	p.count("max-open-files", "open files (default 256)", &e.MaxOpenFiles)
 	p.list("env", "NAME, 'PREFIX_*' or NAME=VALUE (repeatable)", func(s string) error {
 		name, _, hasValue := strings.Cut(s, "=")
 		pattern := strings.TrimSuffix(name, "*")
@@ -389,5 +383,3 @@ func oneLine(err error) string {
 	}
 	return s
 }
-
-var _ = strconv.Itoa
