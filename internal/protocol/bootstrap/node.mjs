@@ -23,7 +23,6 @@
 // Cancellation ({"type":"cancel"} or SIGTERM, which the sandbox sends with
 // it) aborts ctx.signal; the handler may still return within the grace.
 
-import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import util from 'node:util';
@@ -31,7 +30,13 @@ import { pathToFileURL } from 'node:url';
 
 const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
 const fdNum = Number(process.env.SANDBOX_IPC_FD || 3);
-const sock = new net.Socket({ fd: fdNum, readable: true, writable: true });
+// Until the handler has been called, the socket is used synchronously:
+// ready and the run message need no event loop, and loading net (with
+// its streams) would cost every run a few milliseconds. Once the handler
+// runs, sock (a net.Socket, loaded then) takes over: it reads cancel and
+// writes without blocking the handler. A handler that returns at once is
+// done before that.
+let sock = null;
 const controller = new AbortController();
 let maxBytes = 16 << 20;
 let resultSent = false;
@@ -40,7 +45,27 @@ let exitCode = 0;
 
 function send(obj) {
   if (exiting) return;
-  sock.write(JSON.stringify(obj) + '\n');
+  writeLine(JSON.stringify(obj), null);
+}
+
+// writeLine writes one line, in order with every line before it: through
+// sock once it exists, else synchronously on the (still blocking) socket.
+// done, if given, is called once the line is out.
+function writeLine(line, done) {
+  if (sock) {
+    sock.write(line + '\n', done || undefined);
+    return;
+  }
+  const b = Buffer.from(line + '\n');
+  for (let off = 0; off < b.length; ) {
+    try {
+      off += fs.writeSync(fdNum, b, off);
+    } catch (e) {
+      if (e.code === 'EINTR' || e.code === 'EAGAIN') continue;
+      process.exit(1); // the parent is gone
+    }
+  }
+  if (done) done();
 }
 
 function sendLog(level, message, meta) {
@@ -62,7 +87,7 @@ function sendLog(level, message, meta) {
     msg = { type: 'log', level, message: msg.message.slice(0, Math.floor(maxBytes / 8)) + ' [truncated]' };
     line = JSON.stringify(msg);
   }
-  sock.write(line + '\n');
+  writeLine(line, null);
 }
 
 function finish(result, code) {
@@ -77,7 +102,7 @@ function finish(result, code) {
   }
   exiting = true;
   exitCode = code;
-  sock.write(line + '\n', () => process.exit(exitCode));
+  writeLine(line, () => process.exit(exitCode));
 }
 
 function errorResult(err, fallbackCode) {
@@ -175,7 +200,11 @@ async function run(msg) {
   const isCommand = context.adapterMeta && context.adapterMeta.signature === 'command' && ac && ac.type === 'cli';
   let value;
   try {
-    value = isCommand ? await fn(ctx, Array.isArray(ac.argv) ? ac.argv : [], ac.flags && typeof ac.flags === 'object' ? ac.flags : {}) : await fn(msg.input === undefined ? null : msg.input, ctx);
+    const pending = isCommand ? fn(ctx, Array.isArray(ac.argv) ? ac.argv : [], ac.flags && typeof ac.flags === 'object' ? ac.flags : {}) : fn(msg.input === undefined ? null : msg.input, ctx);
+    // The handler runs now: listen for cancel once it yields to the event
+    // loop (a handler that settles in its first microtasks never needs to).
+    setImmediate(listen);
+    value = await pending;
   } catch (err) {
     return finish(errorResult(err, 'HANDLER_ERROR'), 0);
   }
@@ -192,35 +221,68 @@ async function run(msg) {
   finish({ ok: true, data: data === undefined ? null : JSON.parse(data) }, 0);
 }
 
-// Read newline-delimited messages: run once, cancel any time.
-let buf = '';
+// Messages from the parent: run once (read synchronously, first), then
+// cancel any time (read by sock). Lines are split on the byte 10, which
+// never occurs inside a multi-byte UTF-8 character; the pieces of a line
+// are joined once it is complete (a run message may be megabytes).
+let parts = [];
 let started = false;
-sock.setEncoding('utf8');
-sock.on('data', (chunk) => {
-  buf += chunk;
+
+function feed(bytes) {
+  let start = 0;
   let i;
-  while ((i = buf.indexOf('\n')) >= 0) {
-    const line = buf.slice(0, i);
-    buf = buf.slice(i + 1);
-    if (line.trim() === '') continue;
-    let msg;
-    try {
-      msg = JSON.parse(line);
-    } catch {
-      continue; // the parent never sends garbage; ignore rather than die
-    }
-    if (msg.type === 'cancel') {
-      controller.abort(new Error('cancelled'));
-    } else if (msg.type === 'run' && !started) {
-      started = true;
-      run(msg).catch(crash);
-    }
+  while ((i = bytes.indexOf(10, start)) >= 0) {
+    parts.push(bytes.subarray(start, i));
+    const line = (parts.length === 1 ? parts[0] : Buffer.concat(parts)).toString('utf8');
+    parts = [];
+    start = i + 1;
+    onLine(line);
   }
-});
-sock.on('end', () => {
-  // The parent is gone: nobody can read a result any more.
-  if (!started) process.exit(1);
-});
-sock.on('error', () => process.exit(1));
+  if (start < bytes.length) parts.push(bytes.subarray(start));
+}
+
+function onLine(line) {
+  if (line.trim() === '') return;
+  let msg;
+  try {
+    msg = JSON.parse(line);
+  } catch {
+    return; // the parent never sends garbage; ignore rather than die
+  }
+  if (msg.type === 'cancel') {
+    controller.abort(new Error('cancelled'));
+  } else if (msg.type === 'run' && !started) {
+    started = true;
+    run(msg).catch(crash);
+  }
+}
+
+// readRun blocks until the run message is in; the parent sends it as soon
+// as it reads ready, and if it goes away instead there is nothing to do.
+function readRun() {
+  const chunk = Buffer.alloc(64 << 10);
+  while (!started) {
+    let n;
+    try {
+      n = fs.readSync(fdNum, chunk, 0, chunk.length, null);
+    } catch (e) {
+      if (e.code === 'EINTR' || e.code === 'EAGAIN') continue;
+      process.exit(1);
+    }
+    if (n === 0) process.exit(1); // the parent is gone
+    feed(Buffer.from(chunk.subarray(0, n))); // chunk is reused
+  }
+}
+
+// listen hands the socket to net for the rest of the run, for cancel.
+async function listen() {
+  if (sock || exiting) return;
+  const { default: net } = await import('node:net');
+  if (sock || exiting) return;
+  sock = new net.Socket({ fd: fdNum, readable: true, writable: true });
+  sock.on('data', feed);
+  sock.on('error', () => process.exit(1));
+}
 
 send({ type: 'ready' });
+readRun();

@@ -12,7 +12,7 @@ Contract (kept in sync with internal/protocol/doc.go):
     for a cli command; a coroutine is run with asyncio.run;
   - ctx: the context fields (as attributes and ctx["key"]), ctx.log(level,
     message, meta), ctx.progress(percent, message), ctx.cancelled (a
-    threading.Event set on cancel or SIGTERM);
+    threading.Event set on cancel or SIGTERM, created on first use);
   - print() and other writes to sys.stdout / sys.stderr become log lines
     (info / error);
   - returns: 0 -> ok with data null; any other int or float (not bool) ->
@@ -21,35 +21,132 @@ Contract (kept in sync with internal/protocol/doc.go):
   - an exception keeps a string `code` attribute (else HANDLER_ERROR) and its
     traceback as stack; MemoryError is MEMORY_LIMIT (status memory_limit);
   - after the result: flush and exit 0.
+
+Start-up is on every run's critical path, so the bootstrap imports only
+modules the interpreter already has loaded (sys, os) or builtin C modules:
+the json, socket, signal and threading packages would pull in re, enum,
+collections and functools (~8 ms together); traceback and asyncio are
+imported only when needed. site stays on: handlers may import packages
+installed in the system's site-packages.
 """
 
-import json
 import os
-import signal
-import socket
 import sys
-import threading
-import traceback
+
+import _thread
+
+try:
+    import _signal as _sig  # the signal module imports enum
+except ImportError:  # not CPython
+    import signal as _sig
 
 LEVELS = ("debug", "info", "warn", "error")
 
+
+def _codec():
+    """Return (loads, dumps) with the json module's behaviour.
+
+    The json package imports re (and with it enum, functools, collections):
+    ~5 ms of a ~10 ms interpreter start. Its C accelerator _json does the
+    work by itself; the json package is the fallback wherever _json is
+    missing or does not behave as expected.
+    """
+    try:
+        import _json
+
+        consts = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+        class Cfg:  # the attributes the C scanner reads from a JSONDecoder
+            strict = True
+            object_hook = None
+            object_pairs_hook = None
+            parse_float = float
+            parse_int = int
+            parse_constant = staticmethod(consts.__getitem__)
+
+        scan = _json.make_scanner(Cfg())
+
+        def default(o):
+            raise TypeError("Object of type %s is not JSON serializable" % o.__class__.__name__)
+
+        def dumps(obj):
+            # As json.dumps(obj, ensure_ascii=False, allow_nan=False,
+            # separators=(",", ":")) does it (the same C encoder).
+            enc = _json.make_encoder({}, default, _json.encode_basestring, None, ":", ",", False, False, False)
+            return "".join(enc(obj, 0))
+
+        ws = " \t\n\r"
+
+        def loads(b):
+            s = b.decode("utf-8") if isinstance(b, (bytes, bytearray)) else b
+            i = len(s) - len(s.lstrip(ws))
+            try:
+                obj, end = scan(s, i)
+            except StopIteration:
+                raise ValueError("expecting a JSON value") from None
+            if s[end:].strip(ws):
+                raise ValueError("extra data after the JSON value")
+            return obj
+
+        if loads(b' {"a":[1,"\\u00e9",null,true,1.5,-2e3]} ') != {"a": [1, "\u00e9", None, True, 1.5, -2000.0]}:
+            raise ImportError("_json scanner")
+        if dumps({"a": [1, "\u00e9\n", None, True, 1.5]}) != '{"a":[1,"\u00e9\\n",null,true,1.5]}':
+            raise ImportError("_json encoder")
+        return loads, dumps
+    except Exception:
+        import json
+
+        def dumps(obj):
+            return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+        return json.loads, dumps
+
+
+_loads, _dumps = _codec()
+
 _fd = int(os.environ.get("SANDBOX_IPC_FD", "3"))
-_sock = socket.socket(fileno=_fd)
 os.set_inheritable(_fd, False)  # a subprocess of the handler must not speak for it
-_wlock = threading.Lock()
+_wlock = _thread.allocate_lock()
 _max_bytes = 16 << 20
 _result_sent = False
-_cancelled = threading.Event()
 _real_stderr = sys.__stderr__
 
 
+class _Cancel:
+    """The cancellation flag; ctx.cancelled is a threading.Event made on
+    first use (threading costs ~2 ms to import, most handlers never ask)."""
+
+    def __init__(self):
+        self._lock = _thread.allocate_lock()
+        self._set = False
+        self._event = None
+
+    def set(self):
+        with self._lock:
+            self._set = True
+            ev = self._event
+        if ev is not None:
+            ev.set()
+
+    def event(self):
+        with self._lock:
+            if self._event is None:
+                import threading
+
+                self._event = threading.Event()
+                if self._set:
+                    self._event.set()
+            return self._event
+
+
+_cancelled = _Cancel()
+
+
 def _send_line(line):
+    data = memoryview(line.encode("utf-8", "surrogatepass") + b"\n")
     with _wlock:
-        _sock.sendall(line.encode("utf-8", "surrogatepass") + b"\n")
-
-
-def _dumps(obj):
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        while data:
+            data = data[os.write(_fd, data):]
 
 
 def _send_log(level, message, meta=None):
@@ -77,7 +174,7 @@ class _LogStream:
     def __init__(self, level):
         self._level = level
         self._buf = ""
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def write(self, s):
         if not isinstance(s, str):
@@ -140,14 +237,20 @@ def _finish(result, code=0):
 def _exit(code):
     # A normal exit runs the handler's atexit hooks and flushes its files, but
     # waits for its non-daemon threads: give those a moment, then leave anyway.
-    t = threading.Timer(1.0, os._exit, (code,))
-    t.daemon = True
-    t.start()
+    def later():
+        import time
+
+        time.sleep(1.0)
+        os._exit(code)
+
+    _thread.start_new_thread(later, ())
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     sys.exit(code)
 
 
 def _error_result(exc, fallback):
+    import traceback
+
     code = getattr(exc, "code", None)
     if not isinstance(code, str) or not code:
         code = fallback
@@ -176,7 +279,10 @@ class Context:
         # The protocol's own members win over context fields of the same name.
         self.__dict__.update({k: v for k, v in fields.items() if not hasattr(Context, k)})
         self._fields = fields
-        self.cancelled = _cancelled
+
+    @property
+    def cancelled(self):
+        return _cancelled.event()
 
     def __getitem__(self, key):
         return self._fields[key]
@@ -216,13 +322,17 @@ def _resolve(root, file):
 
 
 def _load(path):
-    import importlib.machinery
-    import importlib.util
+    try:  # what importlib.util re-exports, without importing it (~1.5 ms)
+        from _frozen_importlib import module_from_spec
+        from _frozen_importlib_external import SourceFileLoader, spec_from_file_location
+    except ImportError:
+        from importlib.machinery import SourceFileLoader
+        from importlib.util import module_from_spec, spec_from_file_location
 
     name = "sandbox_handler"
-    loader = importlib.machinery.SourceFileLoader(name, path)
-    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-    module = importlib.util.module_from_spec(spec)
+    loader = SourceFileLoader(name, path)
+    spec = spec_from_file_location(name, path, loader=loader)
+    module = module_from_spec(spec)
     sys.modules[name] = module
     sys.path.insert(0, os.path.dirname(path))  # sibling imports, as for a script
     loader.exec_module(module)
@@ -252,7 +362,7 @@ def _run(msg):
     export = handler.get("export") or "run"
     path = _resolve(root, handler.get("file"))
     if path is None:
-        return _not_found("handler file %s not found under the plugin root" % json.dumps(handler.get("file")))
+        return _not_found("handler file %s not found under the plugin root" % _dumps(handler.get("file")))
     try:
         module = _load(path)
     except MemoryError as e:
@@ -261,7 +371,7 @@ def _run(msg):
         return _finish(_error_result(e, "HANDLER_ERROR"))
     fn = getattr(module, export, None)
     if not callable(fn):
-        return _not_found("export %s is not a function in %s" % (json.dumps(export), json.dumps(handler.get("file"))))
+        return _not_found("export %s is not a function in %s" % (_dumps(export), _dumps(handler.get("file"))))
 
     ctx = Context(context)
     ac = context.get("adapterContext") or {}
@@ -291,39 +401,67 @@ def _run(msg):
     _finish({"ok": True, "data": value})
 
 
-def _reader(runq):
-    f = _sock.makefile("rb")
-    got_run = False
-    for raw in f:
+def _lines():
+    """Yield the socket's lines until EOF; the pieces of a line are joined
+    once it is complete (a run message may be megabytes)."""
+    parts = []
+    while True:
         try:
-            msg = json.loads(raw)
+            chunk = os.read(_fd, 1 << 20)
+        except OSError:
+            return
+        if not chunk:
+            return
+        start = 0
+        while True:
+            i = chunk.find(b"\n", start)
+            if i < 0:
+                break
+            parts.append(chunk[start:i])
+            line = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts = []
+            start = i + 1
+            yield line
+        if start < len(chunk):
+            parts.append(chunk[start:])
+
+
+def _messages(lines):
+    for raw in lines:
+        try:
+            msg = _loads(raw)
         except ValueError:
             continue  # the parent never sends garbage; ignore rather than die
-        if not isinstance(msg, dict):
-            continue
+        if isinstance(msg, dict):
+            yield msg
+
+
+def _reader(msgs):
+    # After run only cancel means anything.
+    for msg in msgs:
         if msg.get("type") == "cancel":
             _cancelled.set()
-        elif msg.get("type") == "run" and not got_run:
-            got_run = True
-            runq.append(msg)
-            _run_ready.set()
-    # The parent is gone.
-    if not got_run:
-        os._exit(1)
-
-
-_run_ready = threading.Event()
 
 
 def main():
-    signal.signal(signal.SIGTERM, lambda *_: _cancelled.set())
-    runq = []
-    threading.Thread(target=_reader, args=(runq,), daemon=True).start()
+    _sig.signal(_sig.SIGTERM, lambda *_: _cancelled.set())
     _send_line(_dumps({"type": "ready"}))
+    # The run message is read on the main thread; a reader thread then
+    # watches for cancel while the handler runs.
+    msgs = _messages(_lines())
+    run = None
+    for msg in msgs:
+        if msg.get("type") == "cancel":
+            _cancelled.set()
+        elif msg.get("type") == "run":
+            run = msg
+            break
+    if run is None:
+        os._exit(1)  # the parent is gone
+    _thread.start_new_thread(_reader, (msgs,))
     sys.stdout = _LogStream("info")
     sys.stderr = _LogStream("error")
-    _run_ready.wait()
-    _run(runq[0])
+    _run(run)
     _finish({"ok": False, "error": {"code": "HANDLER_ERROR", "message": "bootstrap ended without a result", "stack": ""}})
 
 
