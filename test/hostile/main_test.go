@@ -226,6 +226,7 @@ type cctx struct {
 	cfg     sandbox.Config
 	ec      sandbox.ExecutionContext
 	noMark  bool // do not append the mark to argv
+	pooled  bool // run from a warm pool sandbox
 }
 
 // outcome is a finished run: the result, the key=value lines of stdout, and
@@ -252,12 +253,17 @@ func clip(b []byte) string {
 
 // runCases runs the cases as parallel subtests with the filter on or off,
 // checking the host after each.
-func runCases(t *testing.T, cases []hcase) {
+func runCases(t *testing.T, cases []hcase) { runCasesOn(t, cases, false) }
+
+// runCasesOn runs the cases; pooled runs each from a warm sandbox (the
+// pool's path: prepared ahead, forking thread pre-placed in the cgroups).
+func runCasesOn(t *testing.T, cases []hcase, pooled bool) {
 	t.Helper()
 	for _, hc := range cases {
 		t.Run(hc.name, func(t *testing.T) {
 			t.Parallel()
 			c := newCtx(t, true)
+			c.pooled = pooled
 			err := hc.fn(c)
 			if herr := host.intact(c.mark); herr != nil {
 				err = errors.Join(err, herr)
@@ -304,10 +310,24 @@ func (c *cctx) run(argv ...string) *outcome {
 	// alike (see TestRunnersInParallel), so concurrent runs of different
 	// Runners collide. Host checks and the rest of a case stay parallel.
 	runMu.Lock()
-	r, err := sandbox.New(c.cfg)
+	cfg := c.cfg
+	if c.pooled {
+		cfg.Pool.Size = 1
+	}
+	r, err := sandbox.New(cfg)
 	if err != nil {
 		runMu.Unlock()
 		c.t.Fatalf("New: %v", err)
+	}
+	if c.pooled {
+		deadline := time.Now().Add(10 * time.Second)
+		for r.PoolDepth() < 1 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if r.PoolDepth() < 1 {
+			runMu.Unlock()
+			c.t.Fatal("the warm pool never filled")
+		}
 	}
 	ec := c.ec
 	start := time.Now()
@@ -393,3 +413,13 @@ func notContains(o *outcome, secret string) error {
 func ok(o *outcome) error { return status(o, sandbox.StatusOK) }
 
 func all(errs ...error) error { return errors.Join(errs...) }
+
+// TestPooledPath runs the kernel-surface, secrets, escape and symlink cases
+// again from warm pool sandboxes: a sandbox prepared ahead of its command
+// must hold exactly as a cold one does.
+func TestPooledPath(t *testing.T) {
+	t.Run("kernel", func(t *testing.T) { runCasesOn(t, kernelCases(), true) })
+	t.Run("secrets", func(t *testing.T) { runCasesOn(t, secretCases(), true) })
+	t.Run("escape", func(t *testing.T) { runCasesOn(t, escapeCases(), true) })
+	t.Run("symlink", func(t *testing.T) { runCasesOn(t, symlinkCases(), true) })
+}
