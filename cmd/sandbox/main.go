@@ -5,14 +5,14 @@ import (
 	"io"
 	"os"
 
+	"github.com/kb-labs/sandbox"
 	"github.com/kb-labs/sandbox/internal/cli"
-	"github.com/kb-labs/sandbox/internal/initproc"
 	"github.com/kb-labs/sandbox/server"
 )
 
 func main() {
 	// First: when this process is a sandbox's init, it never returns.
-	initproc.MaybeRun()
+	sandbox.InitMain()
 	cli.Register("serve", "serve the HTTP API (POST /v1/runs)", func(_ io.Reader, stdout, stderr io.Writer, args []string) int {
 		return server.Main(args, stdout, stderr)
 	})
