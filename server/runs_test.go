@@ -270,9 +270,6 @@ func TestRuntimeHandlerFromFiles(t *testing.T) {
 				"files":   []obj{{"path": tc.file, "content": tc.code}},
 				"input":   obj{"a": 2, "b": 3},
 			})
-			if res.Status == sandbox.StatusSetupError && res.Error != nil && strings.Contains(res.Error.Message, "not supported yet") {
-				t.Skip("file handlers are not wired in the engine yet (runtimeMounts in runtime_linux.go, issue #5)")
-			}
 			if res.Status != sandbox.StatusOK || !strings.Contains(string(res.Data), `"sum":5`) {
 				t.Fatalf("status %s data %s error %+v stderr %q", res.Status, res.Data, res.Error, res.Stderr)
 			}

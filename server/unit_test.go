@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"github.com/kb-labs/sandbox/internal/testenv"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,9 +56,7 @@ func TestCheckFiles(t *testing.T) {
 }
 
 func TestWriteFilesOwnershipAndModes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("chown to the sandbox ids needs root")
-	}
+	testenv.Require(t, "root") // chown to the sandbox ids
 	base := t.TempDir()
 	dir, err := newRunDir(base, 101000, 101000)
 	if err != nil {

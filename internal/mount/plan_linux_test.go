@@ -3,6 +3,7 @@ package mount
 import (
 	"encoding/json"
 	"errors"
+	"github.com/kb-labs/sandbox/internal/testenv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -279,9 +280,7 @@ func TestNewPlanResolvConf(t *testing.T) {
 }
 
 func TestPrepareHostDir(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to chown") // not a kernel feature: plain precondition
-	}
+	testenv.Require(t, "root") // to chown
 	parent := visibleDir(t)
 	dir := filepath.Join(parent, "wd")
 	if err := os.Mkdir(dir, 0o755); err != nil {
