@@ -5,6 +5,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
+// poolDepth registers sandbox_pool_depth: the warm sandboxes ready now,
+// over every Runner the server holds (DESIGN.md section 5, pool depth).
+func (m *metrics) poolDepth(depth func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sandbox_pool_depth", Help: "Warm sandboxes ready (pool.size per configuration in use).",
+	}, func() float64 { return float64(depth()) }))
+}
+
 // metrics are the Prometheus series of issue 7. Each Server has its own
 // registry, so several servers (tests, embedding) never collide.
 type metrics struct {

@@ -302,6 +302,7 @@ func TestMetricsAndCapabilities(t *testing.T) {
 		`sandbox_run_memory_peak_bytes_count 1`,
 		`sandbox_runs_in_flight 0`,
 		`sandbox_queue_depth 0`,
+		`sandbox_pool_depth 0`,
 		`sandbox_rejected_total{reason="unauthorized"} 1`,
 		`sandbox_setup_duration_seconds_count{phase="workspace"} 1`,
 		`sandbox_setup_duration_seconds_count{phase="sandbox"} 1`,

@@ -174,3 +174,14 @@ func (g *gate) waiting() int64 {
 	defer g.mu.Unlock()
 	return g.waiting_
 }
+
+// poolDepth is the number of warm sandboxes ready over the cached Runners.
+func (c *runnerCache) poolDepth() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.entries {
+		n += e.r.PoolDepth()
+	}
+	return n
+}

@@ -182,6 +182,7 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	s.metrics = newMetrics()
 	s.gate = newGate(s.conc, s.queue, func(d int64) { s.metrics.queueDepth.Set(float64(d)) })
 	s.runners = newRunnerCache(s.opts.RunnerCacheSize)
+	s.metrics.poolDepth(s.runners.poolDepth)
 	// Fail fast: a server that cannot run its default configuration is
 	// better refused at start than answering setup errors to every run.
 	if _, release, _, err := s.runners.acquire(s.cfg); err != nil {
