@@ -284,10 +284,18 @@ func cgroupLimits(e Execution) cgroup.Limits {
 // basePrepare is the Prepare message of the Runner's own mount plan, which
 // warm sandboxes are built from.
 func (s *subprocess) basePrepare() (spec.Prepare, error) {
-	return prepareSpec(s.cfg, s.plan)
+	return s.prepareSpec(s.plan)
 }
 
-func prepareSpec(cfg *Config, plan *mount.Plan) (spec.Prepare, error) {
+func (s *subprocess) seccompSpec() *spec.Seccomp {
+	if !s.seccomp {
+		return nil
+	}
+	return &spec.Seccomp{Kill: s.cfg.Security.OnViolation == ViolationKill, Notify: true}
+}
+
+func (s *subprocess) prepareSpec(plan *mount.Plan) (spec.Prepare, error) {
+	cfg := s.cfg
 	base, err := json.Marshal(&mount.Plan{Base: plan.Base, BaseID: plan.BaseID})
 	if err != nil {
 		return spec.Prepare{}, err
@@ -298,13 +306,14 @@ func prepareSpec(cfg *Config, plan *mount.Plan) (spec.Prepare, error) {
 		Mounts:           base,
 		InotifyInstances: 16,
 		InotifyWatches:   8192,
+		Seccomp:          s.seccompSpec(),
 	}, nil
 }
 
 // specs builds the two set-up messages.
 func (r *subRun) specs(plan *mount.Plan) (spec.Prepare, spec.Exec, error) {
 	cfg := r.s.cfg
-	prep, err := prepareSpec(cfg, plan)
+	prep, err := r.s.prepareSpec(plan)
 	if err != nil {
 		return prep, spec.Exec{}, err
 	}
@@ -327,9 +336,7 @@ func (r *subRun) specs(plan *mount.Plan) (spec.Prepare, spec.Exec, error) {
 		IPC:         ipc,
 		OOMScoreAdj: 1000,
 	}
-	if r.s.seccomp {
-		e.Seccomp = &spec.Seccomp{Kill: cfg.Security.OnViolation == ViolationKill, Notify: true}
-	}
+	e.Seccomp = r.s.seccompSpec()
 	if r.s.landlock > 0 {
 		e.Landlock = landlockRules(plan, cfg.BestEffort)
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/kb-labs/sandbox/internal/landlock"
@@ -45,9 +46,12 @@ type initState struct {
 	goCh   chan struct{}
 	fork   chan forkJob // to the forking thread, started by prepare
 	reaper *reaper      // pid 1 of the program's pid namespace
-	plan   *mount.Plan
-	abi    int
-	notes  []string
+
+	prebuilt    []bpf.RawInstruction // the seccomp filter, built by prepare
+	prebuiltFor spec.Seccomp
+	plan        *mount.Plan
+	abi         int
+	notes       []string
 }
 
 func run() int {
@@ -157,6 +161,12 @@ func (s *initState) prepare(p *spec.Prepare) error {
 		return err
 	}
 	s.root, s.plan = root, &plan
+	if p.Seccomp != nil {
+		if arch, err := seccomp.Native(); err == nil {
+			s.prebuiltFor = *p.Seccomp
+			s.prebuilt, _ = s.filter(arch, *p.Seccomp)
+		}
+	}
 	return nil
 }
 
@@ -185,6 +195,20 @@ func ownRootTmpfs(p *mount.Plan) {
 			m.UID, m.GID = os.Getuid(), os.Getgid()
 		}
 	}
+}
+
+// filter returns the seccomp program for o, built ahead by prepare when the
+// supervisor announced the same options (a warm sandbox then pays nothing
+// for it at run time).
+func (s *initState) filter(arch *seccomp.Arch, o spec.Seccomp) ([]bpf.RawInstruction, error) {
+	if s.prebuilt != nil && s.prebuiltFor == o {
+		return s.prebuilt, nil
+	}
+	opts := seccomp.Options{Notify: o.Notify, TraceMe: true}
+	if o.Kill {
+		opts.OnViolation = seccomp.Kill
+	}
+	return seccomp.Build(arch, opts)
 }
 
 // forkJob hands the run to the forking thread.
@@ -343,11 +367,7 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 			fail(stepErr("seccomp", err))
 			return
 		}
-		opts := seccomp.Options{Notify: e.Seccomp.Notify, TraceMe: true}
-		if e.Seccomp.Kill {
-			opts.OnViolation = seccomp.Kill
-		}
-		prog, err := seccomp.Build(arch, opts)
+		prog, err := s.filter(arch, *e.Seccomp)
 		if err != nil {
 			fail(stepErr("seccomp", err))
 			return

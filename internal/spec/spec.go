@@ -72,6 +72,9 @@ type Prepare struct {
 	// InotifyInstances and InotifyWatches bound the user namespace's inotify use.
 	InotifyInstances int `json:"inotifyInstances"`
 	InotifyWatches   int `json:"inotifyWatches"`
+	// Seccomp, when set, lets the init build the filter ahead; Exec still
+	// decides whether and which filter is installed.
+	Seccomp *Seccomp `json:"seccomp,omitempty"`
 }
 
 // Rlimit is one resource limit; -1 means infinity.
