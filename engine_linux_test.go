@@ -531,3 +531,30 @@ func TestUnreachableSourcesRefused(t *testing.T) {
 		t.Errorf("root-owned workdir: %v", err)
 	}
 }
+
+// TestViolations: a denied system call is counted in violations (errno
+// mode: the call fails with EPERM and the program goes on), or ends the run
+// as violation (kill mode).
+func TestViolations(t *testing.T) {
+	r := newEngineRunner(t, sandbox.Config{})
+	res := run(t, r, "unshare", "-U", "true")
+	if res.OK {
+		t.Fatal("unshare -U succeeded inside the sandbox")
+	}
+	found := false
+	for _, v := range res.Violations {
+		if v.Syscall == "unshare" && v.Count >= 1 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("violations %+v, want unshare counted", res.Violations)
+	}
+
+	k := newEngineRunner(t, sandbox.Config{Security: sandbox.Security{OnViolation: sandbox.ViolationKill}})
+	res = run(t, k, "unshare", "-U", "true")
+	wantStatus(t, res, sandbox.StatusViolation)
+	if res.Signal != "SIGSYS" || res.ExitStatus() != 124 || res.Error.Code != sandbox.CodeSeccompViolation {
+		t.Errorf("signal %q exit %d error %+v, want SIGSYS, 124, SECCOMP_VIOLATION", res.Signal, res.ExitStatus(), res.Error)
+	}
+}
