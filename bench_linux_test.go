@@ -36,27 +36,43 @@ func BenchmarkStartTrue(b *testing.B) {
 	ctx := context.Background()
 	// Warm up: the sealed binary copy and cgroup detection happen once.
 	r.Run(ctx, sandbox.Command("/bin/true"), nil, nil)
+	compareWithExec(b, "sandbox-", func() { mustRunTrue(b, r) }, nil)
+}
+
+// compareWithExec times plain os/exec of /bin/true and run, alternated in
+// one loop, and reports both and the ratio of their medians. between, if
+// set, runs untimed before each iteration.
+func compareWithExec(b *testing.B, prefix string, run func(), between func()) {
 	var base, box []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		if between != nil {
+			b.StopTimer()
+			between()
+			b.StartTimer()
+		}
 		t0 := time.Now()
 		if err := exec.Command("/bin/true").Run(); err != nil {
 			b.Fatal(err)
 		}
 		base = append(base, time.Since(t0))
 		t0 = time.Now()
-		res, err := r.Run(ctx, sandbox.Command("/bin/true"), nil, nil)
-		if err != nil || !res.OK {
-			b.Fatalf("run: %v %+v", err, res)
-		}
+		run()
 		box = append(box, time.Since(t0))
 	}
 	b.StopTimer()
 	reportLatency(b, "exec-", base)
-	reportLatency(b, "sandbox-", box)
+	reportLatency(b, prefix, box)
 	slices.Sort(base)
 	slices.Sort(box)
 	b.ReportMetric(float64(box[len(box)/2])/float64(base[len(base)/2]), "ratio-p50")
+}
+
+func mustRunTrue(b *testing.B, r *sandbox.Runner) {
+	res, err := r.Run(context.Background(), sandbox.Command("/bin/true"), nil, nil)
+	if err != nil || !res.OK {
+		b.Fatalf("run: %v %+v", err, res)
+	}
 }
 
 // BenchmarkTimeoutPrecision measures how far past the deadline the kill of
@@ -91,31 +107,7 @@ func BenchmarkPooledTrue(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	ctx := context.Background()
-	var base, box []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		waitPool(r, 4)
-		b.StartTimer()
-		t0 := time.Now()
-		if err := exec.Command("/bin/true").Run(); err != nil {
-			b.Fatal(err)
-		}
-		base = append(base, time.Since(t0))
-		t0 = time.Now()
-		res, err := r.Run(ctx, sandbox.Command("/bin/true"), nil, nil)
-		if err != nil || !res.OK {
-			b.Fatalf("run: %v %+v", err, res)
-		}
-		box = append(box, time.Since(t0))
-	}
-	b.StopTimer()
-	reportLatency(b, "exec-", base)
-	reportLatency(b, "pooled-", box)
-	slices.Sort(base)
-	slices.Sort(box)
-	b.ReportMetric(float64(box[len(box)/2])/float64(base[len(base)/2]), "ratio-p50")
+	compareWithExec(b, "pooled-", func() { mustRunTrue(b, r) }, func() { waitPool(r, 4) })
 }
 
 func waitPool(r *sandbox.Runner, n int) {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -138,4 +140,17 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// pidsStats reads the pids controller's peak and limit events from dir,
+// which has the same files on v1 and v2.
+func pidsStats(dir string, s *Stats) {
+	if b, err := os.ReadFile(filepath.Join(dir, "pids.peak")); err == nil {
+		if s.PidsPeak, err = parseInt(b); err == nil {
+			s.HasPidsPeak = true
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "pids.events")); err == nil {
+		s.PidsLimitHit = parseKV(b)["max"] > 0
+	}
 }

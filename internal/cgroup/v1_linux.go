@@ -445,14 +445,7 @@ func v1Stats(cpuacct, memory, pids string) (Stats, error) {
 	if b, err := os.ReadFile(filepath.Join(memory, "memory.oom_control")); err == nil {
 		s.OOMKills = int(parseKV(b)["oom_kill"])
 	}
-	if b, err := os.ReadFile(filepath.Join(pids, "pids.peak")); err == nil {
-		if s.PidsPeak, err = parseInt(b); err == nil {
-			s.HasPidsPeak = true
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(pids, "pids.events")); err == nil {
-		s.PidsLimitHit = parseKV(b)["max"] > 0
-	}
+	pidsStats(pids, &s)
 	return s, nil
 }
 

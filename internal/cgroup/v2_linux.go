@@ -299,14 +299,7 @@ func v2Stats(dir string) (Stats, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, "memory.events")); err == nil {
 		s.OOMKills = int(parseKV(b)["oom_kill"])
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "pids.peak")); err == nil {
-		if s.PidsPeak, err = parseInt(b); err == nil {
-			s.HasPidsPeak = true
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "pids.events")); err == nil {
-		s.PidsLimitHit = parseKV(b)["max"] > 0
-	}
+	pidsStats(dir, &s)
 	return s, nil
 }
 
