@@ -394,9 +394,8 @@ func TestKilledSupervisorLeavesNothing(t *testing.T) {
 		}
 		return out
 	}
-	if len(owned()) == 0 {
-		t.Fatal("the killed supervisor's run cgroup is missing: was the program running?")
-	}
+	// (Another test process starting meanwhile may have swept them
+	// already: packages test in parallel.)
 	next := exec.Command(os.Args[0], "run", "--", "true")
 	next.Env = append(os.Environ(), "SANDBOX_TEST_AS_CLI=1")
 	if out, err := next.CombinedOutput(); err != nil {
