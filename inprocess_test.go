@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -448,24 +449,24 @@ func TestInProcessMisuse(t *testing.T) {
 func TestInProcessCloseWaitsForRuns(t *testing.T) {
 	r := goRunner(t, sandbox.Config{})
 	started := make(chan struct{})
+	var finished atomic.Bool
 	done := make(chan *sandbox.Result, 1)
 	go func() {
 		res, _ := r.Run(context.Background(), sandbox.GoFunc(func(context.Context, any, *sandbox.HandlerContext) (any, error) {
 			close(started)
 			time.Sleep(100 * time.Millisecond)
+			finished.Store(true)
 			return "done", nil
 		}), nil, nil)
 		done <- res
 	}()
 	<-started
 	r.Close()
-	select {
-	case res := <-done:
-		if !res.OK {
-			t.Errorf("run in flight during Close: %s", res.Status)
-		}
-	default:
+	if !finished.Load() {
 		t.Error("Close returned before the run in flight ended")
+	}
+	if res := <-done; !res.OK {
+		t.Errorf("run in flight during Close: %s", res.Status)
 	}
 }
 
