@@ -205,11 +205,14 @@ func (d *dispatcher) progress(e ProgressEvent) {
 	}, false)
 }
 
-// finish delivers OnCancel, OnError and OnComplete and waits briefly for them.
+// finish delivers OnCancel, OnError and OnComplete and waits briefly for
+// them. Observers get their own copy of the result: a slow one may still
+// read it after Run has handed the original to the caller.
 func (d *dispatcher) finish(r *Result) {
 	if len(d.obs) == 0 {
 		return
 	}
+	r = r.clone()
 	if r.Status == StatusCancelled {
 		ev := CancelEvent{RequestID: r.RequestID}
 		if r.Error != nil {

@@ -54,25 +54,37 @@ func checkWritable(path string, base int) error {
 	if err := checkReadable(path, base, base); err != nil {
 		return err
 	}
-	if err := mount.PrepareHostDir(path, base+1000, base+1000); err != nil {
-		return err
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		// A single file: the sandbox user needs to write it.
+		if !modeAllows(fi, base+1000, base+1000, 0o2) {
+			return fmt.Errorf("%s is not writable by the sandbox user (host id %d; owner %d:%d, mode %v); chown %d:%d %s",
+				path, base+1000, owner(fi).Uid, owner(fi).Gid, fi.Mode().Perm(), base+1000, base+1000, path)
+		}
+		return nil
 	}
-	return nil
+	return mount.PrepareHostDir(path, base+1000, base+1000)
 }
 
 func owner(fi os.FileInfo) *syscall.Stat_t { return fi.Sys().(*syscall.Stat_t) }
 
-// permits checks the mode bits for uid:gid, the sandbox's root. A file whose
-// owner and group are both mapped into the sandbox (the ids base and
-// base+1000) is open to that root whatever its mode (it holds
-// CAP_DAC_OVERRIDE in its user namespace).
+// permits checks access for the sandbox's root, uid:gid (the ids base): a
+// file whose owner and group are both mapped into the sandbox (base and
+// base+1000) is open to it whatever its mode (it holds CAP_DAC_OVERRIDE in
+// its user namespace); otherwise the mode bits decide.
 func permits(fi os.FileInfo, uid, gid int, bits os.FileMode) bool {
 	st := owner(fi)
-	m := fi.Mode().Perm()
 	mapped := func(id, base int) bool { return id == base || id == base+1000 }
 	if mapped(int(st.Uid), uid) && mapped(int(st.Gid), gid) {
 		return true
 	}
+	return modeAllows(fi, uid, gid, bits)
+}
+
+// modeAllows checks the mode bits alone (no capabilities: the sandbox
+// user). ACLs are not read: a denial here is advice, the kernel decides.
+func modeAllows(fi os.FileInfo, uid, gid int, bits os.FileMode) bool {
+	st := owner(fi)
+	m := fi.Mode().Perm()
 	switch {
 	case int(st.Uid) == uid:
 		return (m>>6)&bits == bits

@@ -22,7 +22,9 @@ func landlockRules(p *mount.Plan, bestEffort bool) *spec.Landlock {
 			case mount.KindBind:
 				if m.ReadOnly {
 					ll.ReadExec = append(ll.ReadExec, m.Target)
-				} else if m.Dir {
+				} else if m.Dir || !m.Dev {
+					// A read-write bind, of a directory or of a single
+					// file (device nodes are listed above).
 					ll.ReadWrite = append(ll.ReadWrite, m.Target)
 				}
 			}

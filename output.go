@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/kb-labs/sandbox/internal/monitor"
 )
@@ -69,12 +70,73 @@ func (c *capture) bytes() ([]byte, bool) {
 	return c.buf, c.truncated
 }
 
-// passthru adapts a Stream writer to a capture's live copy.
-func passthru(w io.Writer) func([]byte) {
-	if w == nil {
-		return nil
+// streamer copies a stream's chunks to the caller's writer (RunStream) on
+// its own goroutine. A slow writer slows the program down (the reader waits
+// for room), but once the run is being ended (stop closed) chunks are
+// dropped instead, so a blocked writer can never hold a run past its limits.
+type streamer struct {
+	ch   chan []byte
+	stop <-chan struct{}
+	done chan struct{}
+}
+
+func newStreamer(w io.Writer, stop <-chan struct{}) *streamer {
+	s := &streamer{ch: make(chan []byte, 64), stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for b := range s.ch {
+			w.Write(b)
+		}
+	}()
+	return s
+}
+
+func (s *streamer) write(p []byte) {
+	b := append([]byte(nil), p...)
+	select {
+	case s.ch <- b:
+	case <-s.stop:
 	}
-	return func(p []byte) { w.Write(p) }
+}
+
+// close lets the writer drain what is queued, waiting at most wait: the
+// caller's writer may be blocked for good.
+func (s *streamer) close(wait time.Duration) {
+	close(s.ch)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+	}
+}
+
+// streamDrain bounds how long the end of a run waits for a Stream writer.
+const streamDrain = 2 * time.Second
+
+// stream attaches live copies of both captures to st, if any; the returned
+// function ends them.
+func stream(st *Stream, stop <-chan struct{}, out, errOut *capture) func() {
+	if st == nil {
+		return func() {}
+	}
+	var ss []*streamer
+	for _, p := range []struct {
+		w io.Writer
+		c *capture
+	}{{st.Stdout, out}, {st.Stderr, errOut}} {
+		if p.w == nil {
+			continue
+		}
+		s := newStreamer(p.w, stop)
+		p.c.passthru = s.write
+		ss = append(ss, s)
+	}
+	return func() {
+		for _, s := range ss {
+			s.close(streamDrain)
+		}
+	}
 }
 
 func orDefault(s, def string) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -368,4 +369,22 @@ func (r *Result) Err() error {
 		e.Code, e.Message = r.Error.Code, r.Error.Message
 	}
 	return e
+}
+
+// clone returns a copy of r that shares nothing mutable with it, for
+// observers that may still read it after Run returned it to the caller.
+func (r *Result) clone() *Result {
+	c := *r
+	if r.Error != nil {
+		e := *r.Error
+		c.Error = &e
+	}
+	c.Data = slices.Clone(r.Data)
+	c.Stdout, c.Stderr = slices.Clone(r.Stdout), slices.Clone(r.Stderr)
+	c.Violations = slices.Clone(r.Violations)
+	c.Logs = slices.Clone(r.Logs)
+	c.Traces = slices.Clone(r.Traces)
+	c.Isolation.Namespaces = slices.Clone(r.Isolation.Namespaces)
+	c.Isolation.Degraded = slices.Clone(r.Isolation.Degraded)
+	return &c
 }

@@ -48,6 +48,8 @@ type subRun struct {
 
 	killOnce  sync.Once
 	killed    chan struct{} // closed when the run is being ended by the sandbox
+	overOnce  sync.Once
+	over      chan struct{} // closed when the program ended or is being killed
 	bySandbox atomic.Bool   // the sandbox ended the run (a limit, cancellation)
 
 	// mu guards box and group against kill, which may come from another
@@ -59,7 +61,7 @@ type subRun struct {
 }
 
 func (s *subprocess) run(ctx context.Context, rs *runState) {
-	r := &subRun{s: s, rs: rs, exec: s.cfg.Execution, killed: make(chan struct{})}
+	r := &subRun{s: s, rs: rs, exec: s.cfg.Execution, killed: make(chan struct{}), over: make(chan struct{})}
 	r.setIsolation()
 	defer r.cleanup()
 	r.execute(ctx)
@@ -103,16 +105,19 @@ func (r *subRun) execute(ctx context.Context) {
 	}
 	r.stdout = newCapture(rs, "stdout", "info", r.exec.MaxOutput)
 	r.stderr = newCapture(rs, "stderr", "error", r.exec.MaxOutput)
-	if rs.stream != nil {
-		r.stdout.passthru = passthru(rs.stream.Stdout)
-		r.stderr.passthru = passthru(rs.stream.Stderr)
-	}
+	endStream := stream(rs.stream, r.over, r.stdout, r.stderr)
+	defer endStream()
 	r.readStream(p.stdout, r.stdout)
 	r.readStream(p.stderr, r.stderr)
 	go r.feedStdin(p.stdin)
 
 	if err := r.box.Release(); err != nil {
 		setup.End()
+		// Wait for what was started before answering: no log line may
+		// arrive after the result is built.
+		r.endRun()
+		r.readers.Wait()
+		r.doneEvents()
 		rs.setupError(CodeSetupFailed, err.Error())
 		return
 	}
@@ -121,6 +126,7 @@ func (r *subRun) execute(ctx context.Context) {
 
 	execSpan := rs.span("execute")
 	exit := r.wait(ctx, deadline)
+	r.end()
 	execSpan.End()
 
 	collect := rs.span("collect")
@@ -387,6 +393,11 @@ func (r *subRun) rlimits() []spec.Rlimit {
 		secs := int64((time.Duration(r.exec.CPUTime) + time.Second - 1) / time.Second)
 		out = append(out, spec.Rlimit{Resource: unix.RLIMIT_CPU, Cur: secs + 1, Max: secs + 2})
 	}
+	if r.s.cg == nil && r.exec.Pids != Unlimited {
+		// No cgroup (rootless without delegation): RLIMIT_NPROC, counted per
+		// user namespace since Linux 5.14, still bounds the run's tasks.
+		out = append(out, lim(unix.RLIMIT_NPROC, int64(r.exec.Pids)))
+	}
 	return out
 }
 
@@ -488,6 +499,7 @@ func (r *subRun) kill() {
 	r.killOnce.Do(func() {
 		r.bySandbox.Store(true)
 		close(r.killed)
+		r.end()
 		r.mu.Lock()
 		box, group := r.box, r.group
 		r.mu.Unlock()
@@ -499,6 +511,10 @@ func (r *subRun) kill() {
 		}
 	})
 }
+
+// end marks the run as over: live output copies stop waiting for a slow
+// writer from now on.
+func (r *subRun) end() { r.overOnce.Do(func() { close(r.over) }) }
 
 // use makes w the run's sandbox; a kill that came first applies to it.
 func (r *subRun) use(w *warm) {

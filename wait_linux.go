@@ -122,13 +122,8 @@ func (r *subRun) collect(e proc.Exit) {
 			oom = st.OOMKills
 		}
 	}
-	if r.events != nil {
-		if w, err := procevents.Shared(); err == nil {
-			w.Done(r.events) // every event of the ended run is read first
-		}
-		if r.events.KilledBySIGXFSZ() {
-			rs.limit(StatusFileSizeLimit, fmt.Sprintf("a process was killed by SIGXFSZ: a file passed the %s limit", r.exec.MaxFileSize))
-		}
+	if r.doneEvents() {
+		rs.limit(StatusFileSizeLimit, fmt.Sprintf("a process was killed by SIGXFSZ: a file passed the %s limit", r.exec.MaxFileSize))
 	}
 	if oom > 0 {
 		rs.limit(StatusMemoryLimit, fmt.Sprintf("out of memory: the %s limit was reached (%d OOM kill(s))", r.exec.Memory, oom))
@@ -177,6 +172,20 @@ func (r *subRun) collect(e proc.Exit) {
 		res.ExitCode = -1
 		rs.outcome(StatusSetupError, CodeSetupFailed, fmt.Sprintf("unexpected wait status %#x", int(ws)))
 	}
+}
+
+// doneEvents stops following the run's processes, after reading every
+// event already queued; it reports whether one of them died of SIGXFSZ.
+func (r *subRun) doneEvents() bool {
+	if r.events == nil {
+		return false
+	}
+	if w, err := procevents.Shared(); err == nil {
+		w.Done(r.events)
+	}
+	hit := r.events.KilledBySIGXFSZ()
+	r.events = nil
+	return hit
 }
 
 // cleanup releases everything the run holds, whatever happened.

@@ -73,10 +73,17 @@ func (s *inProcess) runWASM(ctx context.Context, rs *runState) {
 	}
 	stdout := newCapture(rs, "stdout", "info", exec.MaxOutput)
 	stderr := newCapture(rs, "stderr", "error", exec.MaxOutput)
-	if rs.stream != nil {
-		stdout.passthru = passthru(rs.stream.Stdout)
-		stderr.passthru = passthru(rs.stream.Stderr)
+	// Live copies stop at the run's end: the caller's context, or the wall
+	// limit (plus a moment for the guest to be stopped).
+	stopCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	if exec.Timeout != Unlimited {
+		var c2 context.CancelFunc
+		stopCtx, c2 = context.WithTimeout(stopCtx, time.Duration(exec.Timeout)+time.Second)
+		defer c2()
 	}
+	endStream := stream(rs.stream, stopCtx.Done(), stdout, stderr)
+	defer endStream()
 	spec := wasm.Spec{
 		Path:   rs.handler.WASM,
 		Bytes:  rs.handler.WASMBytes,

@@ -204,8 +204,11 @@ func (s *initState) filter(arch *seccomp.Arch, o spec.Seccomp) ([]bpf.RawInstruc
 	if s.prebuilt != nil && s.prebuiltFor == o {
 		return s.prebuilt, nil
 	}
+	// With a supervisor listening, a denied call is reported to it even in
+	// kill mode: it records the violation and ends the whole run, whichever
+	// process made the call. Without one, the kernel kills the caller.
 	opts := seccomp.Options{Notify: o.Notify, TraceMe: true}
-	if o.Kill {
+	if o.Kill && !o.Notify {
 		opts.OnViolation = seccomp.Kill
 	}
 	return seccomp.Build(arch, opts)
@@ -373,7 +376,7 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 			return
 		}
 		flags := seccomp.FlagTSync
-		if e.Seccomp.Notify && !e.Seccomp.Kill {
+		if e.Seccomp.Notify {
 			flags |= seccomp.FlagNewListener
 		}
 		l, err := seccomp.Install(prog, flags)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,7 +92,9 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 		},
 	}
 	setIdentity(s.cmd.SysProcAttr, opts, prep.Loopback, os.Geteuid(), os.Getegid())
-	if err := s.cmd.Start(); err != nil {
+	var startErr error
+	onSpawnerThread(func() { startErr = s.cmd.Start() })
+	if err := startErr; err != nil {
 		conn.Close()
 		return nil, &SetupError{Step: "clone", Err: explainClone(err)}
 	}
@@ -307,7 +310,10 @@ func (s *Sandbox) WaitExit() Exit {
 			return Exit{Err: err.Error()}
 		}
 		if r.Step == "exited" {
-			return Exit{Reported: true, Status: unix.WaitStatus(r.Status), Err: r.Err}
+			if r.Err != "" { // the init lost track of the program: never a status
+				return Exit{Err: r.Err}
+			}
+			return Exit{Reported: true, Status: unix.WaitStatus(r.Status)}
 		}
 	}
 }
@@ -425,4 +431,29 @@ func (b *boundedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// The init's PDEATHSIG fires when the thread that started it exits, not the
+// process: a Go program may end threads (a goroutine that exits locked to
+// its thread), which would kill warm or running sandboxes at random. Every
+// init is therefore started from one thread that lives as long as the
+// process.
+var spawner struct {
+	once sync.Once
+	reqs chan func()
+}
+
+func onSpawnerThread(f func()) {
+	spawner.once.Do(func() {
+		spawner.reqs = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread must never end
+			for f := range spawner.reqs {
+				f()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	spawner.reqs <- func() { f(); close(done) }
+	<-done
 }

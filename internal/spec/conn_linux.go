@@ -3,12 +3,15 @@ package spec
 import (
 	"fmt"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
 // MaxPacket bounds one set-up message.
-const MaxPacket = 1 << 20
+const MaxPacket = 4 << 20
+
+var recvBuf = sync.Pool{New: func() any { b := make([]byte, MaxPacket); return &b }}
 
 // Conn is one end of the set-up socket.
 type Conn struct {
@@ -23,6 +26,16 @@ func Pair() (*Conn, *os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	// One message may be as large as MaxPacket (argv and environment can
+	// be large), above the default socket buffer: raise it (FORCE as root,
+	// else up to net.core.wmem_max).
+	for _, fd := range fds {
+		for _, opt := range [][2]int{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}} {
+			if unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt[0], 2*MaxPacket) != nil {
+				unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt[1], 2*MaxPacket)
+			}
+		}
 	}
 	return &Conn{fd: fds[0]}, os.NewFile(uintptr(fds[1]), "sandbox-setup"), nil
 }
@@ -51,12 +64,13 @@ func (c *Conn) Send(m Message, fds ...int) error {
 // Recv reads one message and the descriptors that came with it (the caller
 // owns them). At most maxFDs descriptors are kept; extra ones are closed.
 func (c *Conn) Recv(maxFDs int) (Message, []int, error) {
-	buf := make([]byte, MaxPacket)
+	buf := recvBuf.Get().(*[]byte)
+	defer recvBuf.Put(buf)
 	oob := make([]byte, unix.CmsgSpace(4*8))
 	var n, oobn int
 	var err error
 	for {
-		n, oobn, _, _, err = unix.Recvmsg(c.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, _, _, err = unix.Recvmsg(c.fd, *buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err != unix.EINTR {
 			break
 		}
@@ -89,7 +103,7 @@ func (c *Conn) Recv(maxFDs int) (Message, []int, error) {
 		}
 		return Message{}, nil, fmt.Errorf("spec: peer closed the set-up channel")
 	}
-	m, err := Decode(buf[:n])
+	m, err := Decode((*buf)[:n])
 	if err != nil {
 		for _, fd := range fds {
 			unix.Close(fd)
