@@ -57,6 +57,10 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 			return nil, fmt.Errorf("move the forking thread into the run's cgroup: %w", err)
 		}
 		w.entered = true
+		// On a hybrid host the init also joins the run's v2 leaf, so the
+		// program is born there too and cgroup.kill covers the whole run
+		// (the move shares the grace period of the one above).
+		w.group.EnterLeaf(box.Pid)
 	}
 	return w, nil
 }

@@ -240,7 +240,7 @@ func startTime(pid int) string {
 // sweepDeadOwners removes run cgroups whose owner process is gone.
 func sweepDeadOwners(m cgroup.Manager) {
 	seen := map[string]bool{}
-	for _, dir := range []string{"/sys/fs/cgroup/sandbox", "/sys/fs/cgroup/memory/sandbox", "/sys/fs/cgroup/pids/sandbox", "/sys/fs/cgroup/unified/sandbox"} {
+	for _, dir := range m.Parents() {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue

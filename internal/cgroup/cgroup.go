@@ -101,6 +101,9 @@ type Manager interface {
 	SetBudget(l Limits) error
 	// Features reports what is usable on this host.
 	Features() Features
+	// Parents lists the parent sandbox/ directories the runs live under
+	// (one per hierarchy), for finding leftovers by owner.
+	Parents() []string
 }
 
 // Group is the cgroup of one run. Its methods are safe for concurrent use.
@@ -128,6 +131,11 @@ type Group interface {
 	// and before the program can fork, so the program never gets more than
 	// Limits.Pids tasks.
 	ForgetThread(tid int) error
+	// EnterLeaf moves process pid into the run's v2 leaf on a hybrid host:
+	// the leaf enforces nothing and its accounting is not read, it only
+	// offers cgroup.kill, which then covers pid and everything it forks. A
+	// no-op without a leaf.
+	EnterLeaf(pid int) error
 	// AddProcess moves a whole process into the run, including the hybrid v2
 	// leaf (best effort there). Used by tests and as a fallback; the engine
 	// normally uses Dir or EnterThread so the program is inside from its

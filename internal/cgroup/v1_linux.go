@@ -374,6 +374,28 @@ func (g *v1Group) LeaveThread(tid int) error {
 	return g.leave(tid)
 }
 
+// EnterLeaf: see Group.
+func (g *v1Group) EnterLeaf(pid int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.leaf == "" {
+		return nil
+	}
+	return g.m.ops.write(filepath.Join(g.leaf, "cgroup.procs"), strconv.Itoa(pid))
+}
+
+// Parents: see Manager.
+func (m *v1Manager) Parents() []string {
+	var out []string
+	for _, h := range m.hiers {
+		out = append(out, h.parent)
+	}
+	if m.leaf != nil {
+		out = append(out, m.leaf.parent)
+	}
+	return out
+}
+
 // ForgetThread: see Group.
 func (g *v1Group) ForgetThread(tid int) error {
 	g.mu.Lock()

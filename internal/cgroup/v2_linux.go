@@ -272,6 +272,12 @@ func (g *v2Group) LeaveThread(int) error { return g.EnterThread(0) }
 
 func (g *v2Group) ForgetThread(int) error { return g.EnterThread(0) }
 
+// EnterLeaf: v2 has no separate leaf.
+func (g *v2Group) EnterLeaf(int) error { return nil }
+
+// Parents: see Manager.
+func (m *v2Manager) Parents() []string { return []string{m.parent} }
+
 func (g *v2Group) AddProcess(pid int) error {
 	return g.ops.write(filepath.Join(g.dir, "cgroup.procs"), strconv.Itoa(pid))
 }
