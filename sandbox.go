@@ -60,9 +60,11 @@ func New(cfg Config) (*Runner, error) {
 func (r *Runner) Config() Config { return r.cfg }
 
 // Run executes h with input under the Runner's configuration. input is the
-// handler's input: for commands, nil, []byte, string or io.Reader becomes
-// stdin; for file handlers and Go functions it is passed as JSON (a
-// json.RawMessage as is). execCtx may be nil.
+// handler's input: for commands and WASI modules, nil, []byte, string or an
+// io.Reader becomes stdin (a reader is copied until it ends or the run does;
+// a Read already blocked when the run ends still completes later, and its
+// data is dropped); for file handlers it is sent as JSON (a json.RawMessage
+// as is); Go functions get it as it is. execCtx may be nil.
 //
 // Run returns an error only for misuse: an invalid handler, a kind the mode
 // cannot run, a closed Runner. Every outcome of an actual run, set-up failures
