@@ -93,7 +93,12 @@ func newStreamer(w io.Writer, stop <-chan struct{}) *streamer {
 
 func (s *streamer) write(p []byte) {
 	b := append([]byte(nil), p...)
-	select {
+	select { // room: always queued, even once the run is over
+	case s.ch <- b:
+		return
+	default:
+	}
+	select { // full: wait for the writer, unless the run is over
 	case s.ch <- b:
 	case <-s.stop:
 	}
