@@ -10,12 +10,11 @@ import (
 )
 
 // warm is a sandbox prepared ahead of its run: namespaces made, root
-// filesystem built (phase 1), cgroup created and, on cgroup v1, the init's
-// forking thread already inside it. It is used once.
+// filesystem built (phase 1), and its cgroup created; on a hybrid host the
+// init was born in the run's v2 leaf. It is used once.
 type warm struct {
-	box     *proc.Sandbox
-	group   cgroup.Group
-	entered bool
+	box   *proc.Sandbox
+	group cgroup.Group
 }
 
 func (w *warm) close() {
@@ -29,14 +28,23 @@ func (w *warm) close() {
 // does not depend on the command.
 func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 	w := &warm{}
+	opts := proc.Options{HostIDBase: s.cfg.Security.HostIDBase, HostNetwork: s.cfg.Permissions.Network == NetworkHost, CgroupFD: -1}
 	if s.cg != nil {
 		g, err := s.cg.Create(s.prefix+fmt.Sprint(runSeq.Add(1)), cgroupLimits(s.cfg.Execution))
 		if err != nil {
 			return nil, fmt.Errorf("create the run's cgroup: %w", err)
 		}
 		w.group = g
+		// On a hybrid host the init is born in the run's v2 leaf
+		// (CLONE_INTO_CGROUP: no migration, no grace period), so the
+		// program is too and cgroup.kill covers the whole run.
+		if s.cg.Features().Leaf {
+			if fd, err := g.Dir(); err == nil {
+				opts.CgroupFD = fd
+			}
+		}
 	}
-	box, err := proc.Start(prep, proc.Options{HostIDBase: s.cfg.Security.HostIDBase, HostNetwork: s.cfg.Permissions.Network == NetworkHost})
+	box, err := proc.Start(prep, opts)
 	if err != nil {
 		if w.group != nil {
 			w.group.Close()
@@ -47,20 +55,6 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 	if err := box.WaitPrepared(); err != nil {
 		w.close()
 		return nil, err
-	}
-	// cgroup v1 moves single threads: the forking thread goes in now, and
-	// the program it forks is born inside, with no migration (and no
-	// window) of its own. v2 places the stopped program instead.
-	if w.group != nil && s.cg.Features().ThreadEntry {
-		if err := w.group.EnterThread(box.ForkerTid); err != nil {
-			w.close()
-			return nil, fmt.Errorf("move the forking thread into the run's cgroup: %w", err)
-		}
-		w.entered = true
-		// On a hybrid host the init also joins the run's v2 leaf, so the
-		// program is born there too and cgroup.kill covers the whole run
-		// (the move shares the grace period of the one above).
-		w.group.EnterLeaf(box.Pid)
 	}
 	return w, nil
 }

@@ -35,8 +35,8 @@ type subRun struct {
 	exec  Execution
 	group cgroup.Group
 	box   *proc.Sandbox
-	// entered: the init's forking thread is in the run's cgroups, so the
-	// program is born there (cgroup v1).
+	// entered: the init's forking thread moves itself into the run's
+	// cgroups, so the program is born there (cgroup v1).
 	entered bool
 
 	stdout, stderr *capture
@@ -175,6 +175,19 @@ func (r *subRun) start() (pipes, error) {
 	if err := r.acquire(prep); err != nil {
 		return fail(err)
 	}
+	// cgroup v1 moves single threads: the forking thread moves itself in
+	// just before it forks, and the program is born inside, with no
+	// migration (and no window) of its own. v2 places the stopped program
+	// instead (place).
+	if r.group != nil && r.s.cg.Features().ThreadEntry {
+		tasks, err := r.group.OpenTasks()
+		if err != nil {
+			return fail(fmt.Errorf("open the run's cgroup: %w", err))
+		}
+		theirs = append(theirs, tasks...)
+		execSpec.CgroupTasks = len(tasks)
+		r.entered = true
+	}
 	started, err := r.box.Exec(execSpec, theirs, true)
 	closeFiles(theirs)
 	theirs = nil
@@ -226,7 +239,7 @@ func (r *subRun) place(started proc.Started) error {
 	case r.group == nil:
 		return nil
 	case r.entered:
-		return r.group.ForgetThread(r.box.ForkerTid)
+		return r.group.ForgetThread(0)
 	}
 	return r.group.AddProcess(started.Pid)
 }
@@ -519,7 +532,7 @@ func (r *subRun) end() { r.overOnce.Do(func() { close(r.over) }) }
 // use makes w the run's sandbox; a kill that came first applies to it.
 func (r *subRun) use(w *warm) {
 	r.mu.Lock()
-	r.box, r.group, r.entered = w.box, w.group, w.entered
+	r.box, r.group = w.box, w.group
 	r.mu.Unlock()
 	select {
 	case <-r.killed:

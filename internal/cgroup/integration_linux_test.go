@@ -368,3 +368,79 @@ func TestIntegrationV2Leaf(t *testing.T) {
 		t.Errorf("leaf member ended with %v, want SIGKILL from cgroup.kill", err)
 	}
 }
+
+// A thread moves itself in through OpenTasks (writing "0"), raising the
+// pids limit by one until ForgetThread(0), and a child it forks is born
+// inside every v1 hierarchy of the run.
+func TestIntegrationOpenTasks(t *testing.T) {
+	m := realManager(t)
+	g := newRun(t, m, Limits{Pids: 8})
+	pidsFile := filepath.Join("/sys/fs/cgroup/pids", Parent, g.Name(), "pids.max")
+	files, err := g.OpenTasks()
+	noErr(t, err)
+	if _, err := g.OpenTasks(); err == nil {
+		t.Error("OpenTasks twice: want an error")
+	}
+	type entered struct {
+		cgroup []byte
+		child  *exec.Cmd
+		err    error
+	}
+	ch := make(chan entered, 1)
+	go func() {
+		runtime.LockOSThread()
+		var e entered
+		// The engine's forking thread ends inside the run; this one may be
+		// the main thread, which cannot end, so it moves out (the same
+		// way, into the parent sandbox/) before it unlocks.
+		defer func() {
+			for _, h := range []string{"memory", "pids", "cpu", "cpuacct", "freezer"} {
+				if err := os.WriteFile(filepath.Join("/sys/fs/cgroup", h, Parent, "tasks"), []byte("0"), 0); err != nil && e.err == nil {
+					e.err = err
+				}
+			}
+			ch <- e
+			runtime.UnlockOSThread()
+		}()
+		for _, f := range files {
+			if _, e.err = f.Write([]byte("0")); e.err != nil {
+				break
+			}
+		}
+		if e.err == nil {
+			e.cgroup, e.err = os.ReadFile("/proc/thread-self/cgroup")
+		}
+		if e.err == nil {
+			e.child = exec.Command("sleep", "1000")
+			e.err = e.child.Start()
+		}
+	}()
+	e := <-ch
+	for _, f := range files {
+		f.Close()
+	}
+	noErr(t, e.err)
+	t.Cleanup(func() { e.child.Process.Kill(); e.child.Wait() })
+	if b, _ := os.ReadFile(pidsFile); strings.TrimSpace(string(b)) != "9" {
+		t.Errorf("pids.max while the thread is inside = %q, want 9", b)
+	}
+	noErr(t, g.ForgetThread(0))
+	if b, _ := os.ReadFile(pidsFile); strings.TrimSpace(string(b)) != "8" {
+		t.Errorf("pids.max after ForgetThread(0) = %q, want 8", b)
+	}
+	child, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", e.child.Process.Pid))
+	noErr(t, err)
+	for _, c := range []string{"memory", "pids", "cpu", "cpuacct", "freezer"} {
+		want := ":" + c + ":/" + Parent + "/" + g.Name() + "\n"
+		if !strings.Contains(string(e.cgroup), want) {
+			t.Errorf("thread not in the run's %s cgroup:\n%s", c, e.cgroup)
+		}
+		if !strings.Contains(string(child), want) {
+			t.Errorf("child not in the run's %s cgroup:\n%s", c, child)
+		}
+	}
+	noErr(t, g.Close())
+	if e.child.Wait() == nil {
+		t.Error("child survived Close")
+	}
+}

@@ -54,7 +54,7 @@ func (k *killer) pids() ([]int, error) {
 
 // waitEmpty polls until the run has no process or deadline passes.
 func (k *killer) waitEmpty(deadline time.Time) error {
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	for delay := 50 * time.Microsecond; ; delay = min(2*delay, 50*time.Millisecond) {
 		p, err := k.pids()
 		if err == nil && len(p) == 0 {
 			return nil
@@ -71,7 +71,9 @@ func (k *killer) waitEmpty(deadline time.Time) error {
 
 // killAll repeats freeze, kill, thaw until the run is empty or deadline.
 func (k *killer) killAll(deadline time.Time) error {
-	for delay := time.Millisecond; ; delay = min(2*delay, 20*time.Millisecond) {
+	// Killed processes usually are gone within a fraction of a millisecond:
+	// start polling fine, then back off.
+	for delay := 50 * time.Microsecond; ; delay = min(2*delay, 20*time.Millisecond) {
 		p, err := k.pids()
 		if err == nil && len(p) == 0 {
 			return nil

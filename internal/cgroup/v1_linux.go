@@ -271,6 +271,7 @@ type v1Group struct {
 	leafFD  int
 	cpu     *os.File         // cpuacct.usage, kept open for CPUUsage
 	entered map[int][]string // tid -> tasks file it came from, per hierarchy
+	opened  bool             // OpenTasks handed out the tasks files
 	closed  bool
 }
 
@@ -396,10 +397,49 @@ func (m *v1Manager) Parents() []string {
 	return out
 }
 
+// OpenTasks: see Group.
+func (g *v1Group) OpenTasks() ([]*os.File, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.closed:
+		return nil, fmt.Errorf("cgroup: run %q: %w", g.name, os.ErrClosed)
+	case g.opened:
+		return nil, fmt.Errorf("%w: run %q: tasks files already handed out", ErrInvalid, g.name)
+	}
+	var files []*os.File
+	for _, d := range g.dirs {
+		f, err := os.OpenFile(filepath.Join(d, "tasks"), os.O_WRONLY, 0)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("cgroup: open tasks file: %w", err)
+		}
+		files = append(files, f)
+	}
+	if g.limits.Pids > 0 {
+		if err := g.m.ops.write(filepath.Join(g.dirOf("pids"), "pids.max"), strconv.FormatInt(g.limits.Pids+1, 10)); err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, err
+		}
+	}
+	g.opened = true
+	return files, nil
+}
+
 // ForgetThread: see Group.
 func (g *v1Group) ForgetThread(tid int) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if tid == 0 {
+		if !g.opened {
+			return fmt.Errorf("%w: no thread entered run %q through OpenTasks", ErrInvalid, g.name)
+		}
+		return g.restorePids()
+	}
 	if _, ok := g.entered[tid]; !ok {
 		return fmt.Errorf("%w: thread %d did not enter run %q", ErrInvalid, tid, g.name)
 	}

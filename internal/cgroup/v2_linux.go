@@ -272,6 +272,11 @@ func (g *v2Group) LeaveThread(int) error { return g.EnterThread(0) }
 
 func (g *v2Group) ForgetThread(int) error { return g.EnterThread(0) }
 
+// OpenTasks: v2 moves whole processes only.
+func (g *v2Group) OpenTasks() ([]*os.File, error) {
+	return nil, fmt.Errorf("cgroup v2: no per-thread tasks files: %w", errors.ErrUnsupported)
+}
+
 // EnterLeaf: v2 has no separate leaf.
 func (g *v2Group) EnterLeaf(int) error { return nil }
 

@@ -61,10 +61,12 @@ func run() int {
 	closeStrayFDs()
 	s := &initState{conn: spec.NewConn(spec.ChannelFD), goCh: make(chan struct{})}
 	// Signals are not for the init itself: the supervisor forwards them as
-	// messages. SIGCHLD wakes the reaper.
-	signalsIgnore()
+	// messages, and the init runs in a session of its own (proc.Start), so
+	// no terminal's SIGINT, SIGQUIT or SIGHUP reaches it. It does not catch
+	// them either: the Go runtime enables each caught signal with a round
+	// trip to a thread of its own, 2 ms for the nine signals caught before.
 	for {
-		m, fds, err := s.conn.Recv(4)
+		m, fds, err := s.conn.Recv(spec.MaxFDs)
 		if err != nil {
 			return 125
 		}
@@ -75,12 +77,11 @@ func run() int {
 				s.fail(err)
 				return 125
 			}
-			tid, err := s.startForker()
-			if err != nil {
+			if err := s.startForker(); err != nil {
 				s.fail(err)
 				return 125
 			}
-			s.reply(spec.Reply{Step: "prepared", Tid: tid})
+			s.reply(spec.Reply{Step: "prepared"})
 		case spec.KindExec:
 			code := s.exec(m.Exec, fds)
 			return code
@@ -222,14 +223,12 @@ type forkJob struct {
 }
 
 // startForker starts the forking thread, which forks the reaper (pid 1 of
-// the program's pid namespace) at once, and returns its thread id: the
-// supervisor may move it into the run's cgroups (cgroup v1 moves single
-// threads) before the program is forked from it, so the program is born
-// there with no migration of its own.
-func (s *initState) startForker() (int, error) {
+// the program's pid namespace) at once. On cgroup v1 the thread later moves
+// itself into the run's cgroups before it forks the program (startProgram),
+// so the program is born there with no migration of its own.
+func (s *initState) startForker() error {
 	s.fork = make(chan forkJob, 1)
 	type started struct {
-		tid int
 		rp  *reaper
 		err error
 	}
@@ -237,7 +236,19 @@ func (s *initState) startForker() (int, error) {
 	go func() {
 		runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
 		rp, err := startReaper(s.plan)
-		ch <- started{tid: unix.Gettid(), rp: rp, err: err}
+		if err != nil {
+			err = stepErr("reaper", err)
+		} else {
+			// The program is forked from this thread and inherits its
+			// empty bounding, inheritable and ambient sets. Done now, off
+			// the run's path; the thread keeps the effective capabilities
+			// it still needs (setuid and setgid for the fork). The reaper,
+			// forked just before, keeps what it needs to mount /proc.
+			if err = dropBoundingSet(); err != nil {
+				err = stepErr("capabilities", err)
+			}
+		}
+		ch <- started{rp: rp, err: err}
 		if err != nil {
 			return
 		}
@@ -249,10 +260,10 @@ func (s *initState) startForker() (int, error) {
 	}()
 	st := <-ch
 	if st.err != nil {
-		return 0, stepErr("reaper", st.err)
+		return st.err
 	}
 	s.reaper = st.rp
-	return st.tid, nil
+	return nil
 }
 
 // exec is phase 2 and the life of the run; it returns the init's exit code.
@@ -266,7 +277,7 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 	if e.IPC {
 		want = 4
 	}
-	if len(fds) != want {
+	if e.CgroupTasks < 0 || len(fds) != want+e.CgroupTasks {
 		s.fail(stepErr("exec", fmt.Errorf("got %d descriptors, want %d", len(fds), want)))
 		return 125
 	}
@@ -344,6 +355,16 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 		res.err = err
 		out <- res
 	}
+	// Into the run's cgroups first, so everything forked from here is born
+	// inside (the supervisor raised the pids limit by one for this thread).
+	nstd := len(fds) - e.CgroupTasks
+	for _, fd := range fds[nstd:] {
+		if _, err := unix.Write(fd, []byte("0")); err != nil {
+			fail(stepErr("cgroup", fmt.Errorf("enter the run's cgroup: %w", err)))
+			return
+		}
+	}
+	fds = fds[:nstd]
 	if err := seccomp.SetNoNewPrivs(); err != nil {
 		fail(stepErr("no_new_privs", err))
 		return
@@ -359,10 +380,6 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 		for _, d := range lr.Dropped {
 			res.notes = append(res.notes, "landlock: "+d)
 		}
-	}
-	if err := dropBoundingSet(); err != nil {
-		fail(stepErr("capabilities", err))
-		return
 	}
 	if e.Seccomp != nil {
 		arch, err := seccomp.Native()
@@ -524,7 +541,8 @@ func setrlimit(rl spec.Rlimit) error {
 // ambient set, and its inheritable set; the program's exec as uid 1000 then
 // clears the permitted and effective sets.
 func dropBoundingSet() error {
-	for c := 0; c <= lastCap(); c++ {
+	last := lastCap()
+	for c := 0; c <= last; c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
 		}

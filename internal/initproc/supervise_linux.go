@@ -1,28 +1,10 @@
 package initproc
 
 import (
-	"os"
-	"os/signal"
-	"syscall"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/kb-labs/sandbox/internal/spec"
 )
-
-func signalsIgnore() {
-	// The init reacts to the supervisor's messages, not to signals; and a
-	// pid 1 that died of a stray signal would end the run as a set-up error.
-	// Caught, not ignored: an ignored disposition survives exec and the
-	// program would inherit it (a `sleep` deaf to SIGTERM).
-	ch := make(chan os.Signal, 16)
-	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-		syscall.SIGPIPE, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
-	go func() {
-		for range ch {
-		}
-	}()
-}
 
 // supervise is pid 1's life after the program started: it releases the
 // program when the supervisor says so, forwards signals to every process of

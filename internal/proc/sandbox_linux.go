@@ -25,6 +25,10 @@ type Options struct {
 	HostIDBase int
 	// HostNetwork keeps the host's network namespace (explicit opt-in).
 	HostNetwork bool
+	// CgroupFD, when not -1, is a cgroup v2 directory the init is born in
+	// (clone3 CLONE_INTO_CGROUP: no migration afterwards). The zero value
+	// 0 is a valid descriptor, so callers set -1 for none.
+	CgroupFD int
 }
 
 // Sandbox is one started init. Its methods are not safe for concurrent use
@@ -43,9 +47,6 @@ type Sandbox struct {
 	// Pid is the init's host pid; ProgramPid the program's, once started.
 	Pid        int
 	ProgramPid int
-	// ForkerTid is the host thread id of the init's forking thread, known
-	// once prepared: the program is forked from it.
-	ForkerTid int
 }
 
 // SetupError is a failure to build the sandbox; Step names the set-up step.
@@ -61,7 +62,7 @@ func (e *SetupError) Error() string { return fmt.Sprintf("setup step %q: %s", e.
 // the init runs; the prepared reply is read by Exec (pipelined), or by
 // WaitPrepared for a warm sandbox.
 func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
-	bin, err := binaryPath()
+	bin, err := binaryPath(hostIDs(opts, os.Geteuid(), os.Getegid()))
 	if err != nil {
 		return nil, &SetupError{Step: "seal-binary", Err: err.Error()}
 	}
@@ -87,9 +88,15 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 		Stderr:     s.stderr,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: flags,
-			Pdeathsig:  syscall.SIGKILL,
-			PidFD:      &pidfd,
+			// A session of its own: a terminal's signals for the caller's
+			// process group (Ctrl-C) are the supervisor's to forward.
+			Setsid:    true,
+			Pdeathsig: syscall.SIGKILL,
+			PidFD:     &pidfd,
 		},
+	}
+	if opts.CgroupFD >= 0 {
+		s.cmd.SysProcAttr.UseCgroupFD, s.cmd.SysProcAttr.CgroupFD = true, opts.CgroupFD
 	}
 	setIdentity(s.cmd.SysProcAttr, opts, prep.Loopback, os.Geteuid(), os.Getegid())
 	var startErr error
@@ -165,6 +172,15 @@ func setIdentity(a *syscall.SysProcAttr, opts Options, loopback bool, euid, egid
 	a.AmbientCaps = initCaps(loopback)
 }
 
+// hostIDs are the host ids that processes of the sandbox can hold (as uid or
+// gid), matching setIdentity's maps.
+func hostIDs(opts Options, euid, egid int) []int {
+	if euid == 0 {
+		return []int{opts.HostIDBase, opts.HostIDBase + 1000}
+	}
+	return []int{euid, egid}
+}
+
 func explainClone(err error) string {
 	msg := err.Error()
 	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EINVAL) {
@@ -183,38 +199,7 @@ func (s *Sandbox) WaitPrepared() error {
 	if r.Step != "prepared" {
 		return s.replyErr(r)
 	}
-	tid, err := s.hostTid(r.Tid)
-	if err != nil {
-		return &SetupError{Step: "find-forker", Err: err.Error()}
-	}
-	s.ForkerTid = tid
 	return nil
-}
-
-// hostTid maps a thread id inside the init's pid namespace to the host's,
-// from the NSpid lines of the init's threads.
-func (s *Sandbox) hostTid(inner int) (int, error) {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.Pid))
-	if err != nil {
-		return 0, err
-	}
-	want := strconv.Itoa(inner)
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", s.Pid, t.Name()))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
-				f := strings.Fields(rest)
-				if len(f) > 0 && f[len(f)-1] == want {
-					return strconv.Atoi(f[0])
-				}
-				break
-			}
-		}
-	}
-	return 0, fmt.Errorf("init %d has no thread %d", s.Pid, inner)
 }
 
 // Started is what Exec reports once the program is stopped before its first

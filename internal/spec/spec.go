@@ -102,6 +102,11 @@ type Exec struct {
 	Landlock *Landlock `json:"landlock,omitempty"`
 	// OOMScoreAdj is written for the program (1000).
 	OOMScoreAdj int `json:"oomScoreAdj"`
+	// CgroupTasks is how many descriptors, after stdio and the protocol
+	// socket, are cgroup v1 tasks files: the forking thread writes "0" to
+	// each before it forks the program, which moves the thread itself into
+	// the run's cgroups (cgroup.Group.OpenTasks).
+	CgroupTasks int `json:"cgroupTasks,omitempty"`
 }
 
 // Seccomp configures the system call filter.
@@ -123,9 +128,6 @@ type Reply struct {
 	Step  string `json:"step"`
 	Err   string `json:"err,omitempty"`
 	Errno int    `json:"errno,omitempty"`
-	// Tid is the forking thread's id inside (prepared): the program will be
-	// forked from it.
-	Tid int `json:"tid,omitempty"`
 	// Pid is the program's pid inside (stopped).
 	Pid int `json:"pid,omitempty"`
 	// Status is the program's wait status (exited).
