@@ -443,8 +443,75 @@ def _reader(msgs):
             _cancelled.set()
 
 
+# SIGTERM is turned into cancellation on a thread of its own, never in the
+# Python-level signal handler. That handler runs only on the main thread,
+# between two bytecodes, which goes wrong twice while the handler waits on
+# ctx.cancelled: if it runs while the main thread holds the Event's lock (or
+# _Cancel's), set() deadlocks on it; and a signal that lands just before the
+# main thread blocks in the wait's lock leaves that handler pending until the
+# wait times out. Instead the C-level handler writes the signal number to a
+# wakeup pipe (signal.set_wakeup_fd), whatever thread the kernel picked, and
+# _signals sets the flag from there: a plain cross-thread Event.set().
+_sigr = _sigw = -1
+
+
+def _on_sigterm(*_):
+    # Takes no lock (see above). The wakeup fd has already carried the
+    # signal; this write covers a handler that moved the wakeup fd elsewhere
+    # (asyncio's add_signal_handler does). A second byte is harmless.
+    if _sigw < 0:  # a forked child of the handler: no _signals thread there
+        _cancelled.set()
+        return
+    try:
+        os.write(_sigw, bytes((_sig.SIGTERM,)))
+    except OSError:
+        pass
+
+
+def _signals(r):
+    while True:
+        try:
+            b = os.read(r, 512)
+        except OSError:
+            return
+        if not b:
+            return
+        if _sig.SIGTERM in b:
+            _cancelled.set()
+
+
+def _forked():
+    # A child forked by the handler must not cancel the run through the
+    # inherited pipe; it keeps the handler's flag to itself, as before.
+    global _sigr, _sigw
+    try:
+        _sig.set_wakeup_fd(-1)
+    except (ValueError, AttributeError):
+        pass
+    for fd in (_sigr, _sigw):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _sigr = _sigw = -1
+
+
+def _watch_sigterm():
+    global _sigr, _sigw
+    _sigr, _sigw = os.pipe()  # not inherited by the handler's subprocesses
+    os.set_blocking(_sigw, False)  # set_wakeup_fd wants it so
+    try:
+        _sig.set_wakeup_fd(_sigw, warn_on_full_buffer=False)
+    except (ValueError, AttributeError, TypeError):
+        pass  # _on_sigterm still writes to the pipe, later
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forked)
+    _thread.start_new_thread(_signals, (_sigr,))
+    _sig.signal(_sig.SIGTERM, _on_sigterm)
+
+
 def main():
-    _sig.signal(_sig.SIGTERM, lambda *_: _cancelled.set())
+    _watch_sigterm()
     _send_line(_dumps({"type": "ready"}))
     # The run message is read on the main thread; a reader thread then
     # watches for cancel while the handler runs.
