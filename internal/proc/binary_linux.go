@@ -16,6 +16,15 @@ var sealed struct {
 	err  error
 }
 
+// binaryFDMin is the lowest descriptor the binary is kept on. A child started
+// with exec.Cmd gets its descriptors 0..3+len(ExtraFiles) by dup2 (moving
+// clashing ones just above them) before it execs /proc/self/fd/N, so N must
+// stay clear of those; and below 64, the size of a new process's descriptor
+// table, because growing the table of a process with several threads waits
+// for an RCU grace period (measured: 7 ms, more than the rest of a cold
+// start's set-up).
+const binaryFDMin = 32
+
 var pinned struct {
 	once sync.Once
 	path string
@@ -53,7 +62,7 @@ func pinBinary(st *unix.Stat_t) (string, *os.File, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("open own executable: %w", err)
 	}
-	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 1000)
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, binaryFDMin)
 	unix.Close(fd)
 	if err != nil {
 		return "", nil, fmt.Errorf("dup own executable: %w", err)
@@ -93,9 +102,8 @@ func sealBinary() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("memfd_create: %w", err)
 	}
-	// Keep the descriptor high: a child dup2s its ExtraFiles onto 3, 4, ...
-	// before exec, which must not replace the file being executed.
-	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 1000)
+	// Keep the descriptor clear of the child's (binaryFDMin).
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, binaryFDMin)
 	unix.Close(fd)
 	if err != nil {
 		return "", fmt.Errorf("dup memfd: %w", err)
