@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/kb-labs/sandbox/internal/cgroup"
@@ -60,8 +61,8 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 }
 
 // pool keeps warm sandboxes ready (DESIGN.md section 7, pool.size): a run
-// takes one if there is one and otherwise prepares its own; a background
-// goroutine refills. Sandboxes are single-use, so no state passes between
+// takes one if there is one and otherwise prepares its own; background
+// workers (one per core) refill. Sandboxes are single-use, so no state passes between
 // runs.
 type pool struct {
 	s     *subprocess
@@ -70,15 +71,27 @@ type pool struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
-	failed error // the last refill error, for the metrics and doctor
+	mu       sync.Mutex
+	closed   bool
+	building int   // sandboxes being prepared by the workers
+	failed   error // the last refill error, for the metrics and doctor
 }
 
 func newPool(s *subprocess, size int) *pool {
-	p := &pool{s: s, ready: make(chan *warm, size), want: make(chan struct{}, 1), stop: make(chan struct{})}
-	p.wg.Add(1)
-	go p.refill(size)
+	// One refill worker per core, at most one per slot: preparing a
+	// sandbox is mostly the init's own start (CPU), and no global lock
+	// serialises preparations any more (RATIONALE "Placing the program").
+	workers := min(size, runtime.NumCPU())
+	p := &pool{s: s, ready: make(chan *warm, size), want: make(chan struct{}, workers), stop: make(chan struct{})}
+	prep, err := s.basePrepare()
+	if err != nil {
+		p.setFailed(err)
+		return p
+	}
+	for range workers {
+		p.wg.Add(1)
+		go p.refill(size, prep)
+	}
 	p.kick()
 	return p
 }
@@ -90,29 +103,46 @@ func (p *pool) kick() {
 	}
 }
 
-// refill keeps the pool full, one sandbox at a time.
-func (p *pool) refill(size int) {
-	defer p.wg.Done()
-	prep, err := p.s.basePrepare()
-	if err != nil {
-		p.setFailed(err)
-		return
+// claim reserves one missing slot for the caller to prepare, and wakes
+// another worker for the next one.
+func (p *pool) claim(size int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.ready)+p.building >= size {
+		return false
 	}
+	p.building++
+	p.kick()
+	return true
+}
+
+func (p *pool) unclaim() {
+	p.mu.Lock()
+	p.building--
+	p.mu.Unlock()
+}
+
+// refill is one worker keeping the pool full.
+func (p *pool) refill(size int, prep spec.Prepare) {
+	defer p.wg.Done()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-p.want:
 		}
-		for len(p.ready) < size {
+		for p.claim(size) {
 			w, err := p.s.prepare(prep)
 			if err != nil {
+				p.unclaim()
 				p.setFailed(err)
 				break // runs fall back to cold starts; retried on the next get
 			}
 			select {
 			case p.ready <- w:
+				p.unclaim()
 			case <-p.stop:
+				p.unclaim()
 				w.close()
 				return
 			}

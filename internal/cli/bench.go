@@ -25,6 +25,9 @@ type benchStats struct {
 	P99Ms      float64 `json:"p99Ms"`
 	RunsPerSec float64 `json:"runsPerSec"`
 	Failed     int     `json:"failed,omitempty"`
+	// FirstError is the first failure, so that a failed run is never
+	// only a number.
+	FirstError string `json:"firstError,omitempty"`
 }
 
 // benchCmd runs COMMAND N times as baseline (plain os/exec), cold (a fresh
@@ -111,6 +114,11 @@ func benchCmd(env *Env, args []string) int {
 		}
 		fmt.Fprintln(env.Stdout)
 	}
+	for _, name := range []string{"baseline", "cold", "pooled"} {
+		if s := results[name]; s.Failed > 0 {
+			fmt.Fprintf(env.Stderr, "sandbox bench: %s: %d of %d runs failed; the first: %s\n", name, s.Failed, *n, s.FirstError)
+		}
+	}
 	return 0
 }
 
@@ -125,6 +133,8 @@ func waitDepth(r *sandbox.Runner, n int) {
 func measure(n, conc int, pr *progress, f func() error) benchStats {
 	lat := make([]time.Duration, n)
 	var next, failed atomic.Int64
+	var firstErr sync.Once
+	var first string
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := 0; w < conc; w++ {
@@ -139,6 +149,7 @@ func measure(n, conc int, pr *progress, f func() error) benchStats {
 				t0 := time.Now()
 				if err := f(); err != nil {
 					failed.Add(1)
+					firstErr.Do(func() { first = oneLine(err) })
 				}
 				lat[i] = time.Since(t0)
 				pr.step()
@@ -149,7 +160,7 @@ func measure(n, conc int, pr *progress, f func() error) benchStats {
 	elapsed := time.Since(start)
 	slices.Sort(lat)
 	q := func(p float64) float64 { return float64(lat[int(p*float64(n-1))].Microseconds()) / 1000 }
-	return benchStats{P50Ms: q(0.50), P99Ms: q(0.99), RunsPerSec: float64(n) / elapsed.Seconds(), Failed: int(failed.Load())}
+	return benchStats{P50Ms: q(0.50), P99Ms: q(0.99), RunsPerSec: float64(n) / elapsed.Seconds(), Failed: int(failed.Load()), FirstError: first}
 }
 
 // progress draws a bar on a terminal, and nothing otherwise.
