@@ -18,6 +18,22 @@ import (
 	"github.com/kb-labs/sandbox/internal/spec"
 )
 
+// init pins the main goroutine to the main thread, before main runs, in a
+// process started as an init (and only there: a supervisor is left alone).
+// Locking it later, in MaybeRun, is not enough: between the runtime's own
+// unlock after package initialisation and main's first statement the main
+// goroutine can be rescheduled onto another thread, and then the forking
+// goroutine may later lock the main thread instead. A locked goroutine that
+// ends on the main thread wedges it rather than ending it, and the program,
+// whose tracer that thread is, would stay stopped forever (seen about once
+// in 3,000 runs). The runtime documents an init function's LockOSThread as
+// the way to run main on the main thread.
+func init() {
+	if len(os.Args) > 0 && os.Args[0] == spec.Argv0 {
+		runtime.LockOSThread()
+	}
+}
+
 // MaybeRun becomes the sandbox init and never returns when this process was
 // started as one; otherwise it returns at once. Call it first in main.
 func MaybeRun() {
@@ -29,10 +45,8 @@ func MaybeRun() {
 		fmt.Fprintln(os.Stderr, "sandbox-init: not started by a sandbox supervisor (no set-up channel on fd 3)")
 		os.Exit(125)
 	}
-	// The main goroutine keeps the main thread, so the locked forking
-	// goroutine never runs there: a locked goroutine that exits on the main
-	// thread wedges it instead of ending it, and the program would stay
-	// traced.
+	// The main goroutine keeps the main thread (locked since init, see
+	// there), so the locked forking goroutine never runs on it.
 	runtime.LockOSThread()
 	os.Exit(run())
 }
@@ -235,6 +249,12 @@ func (s *initState) startForker() error {
 	ch := make(chan started, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
+		if unix.Gettid() == unix.Getpid() {
+			// Cannot happen while init keeps the main goroutine on the main
+			// thread; if it did, the program would never be released.
+			ch <- started{err: stepErr("forker", errors.New("the forking goroutine runs on the main thread, which cannot end"))}
+			select {} // keep the main thread to ourselves until the init ends
+		}
 		rp, err := startReaper(s.plan)
 		if err != nil {
 			err = stepErr("reaper", err)
