@@ -345,12 +345,19 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 	}
 	s.prog = st.pid
 	r := spec.Reply{Step: "stopped", Pid: st.pid, LandlockABI: st.abi, Listener: st.listener >= 0, Notes: st.notes}
-	if st.listener >= 0 {
-		s.reply(r, st.listener)
-		unix.Close(st.listener)
-	} else {
-		s.reply(r)
+	// A pidfd tells the supervisor the program's host pid without a walk
+	// through /proc (whose dentries the kernel must then prune when the
+	// init is reaped: measured as the hottest lock of a busy host).
+	var out []int
+	if pfd, err := unix.PidfdOpen(st.pid, 0); err == nil {
+		r.PidFD = true
+		out = append(out, pfd)
 	}
+	if st.listener >= 0 {
+		out = append(out, st.listener)
+	}
+	s.reply(r, out...)
+	closeAll(out)
 	closeAll(fds)
 	fds = nil
 	return s.supervise(st.release)

@@ -103,7 +103,9 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 	onSpawnerThread(func() { startErr = s.cmd.Start() })
 	if err := startErr; err != nil {
 		conn.Close()
-		return nil, &SetupError{Step: "clone", Err: explainClone(err)}
+		se := &SetupError{Step: "clone", Err: explainClone(err)}
+		errors.As(err, &se.Errno)
+		return nil, se
 	}
 	s.Pid = s.cmd.Process.Pid
 	s.pidfd = pidfd
@@ -229,7 +231,7 @@ func (s *Sandbox) Exec(e spec.Exec, stdio []*os.File, prepared bool) (Started, e
 			return st, err
 		}
 	}
-	r, got, err := s.recvReply(1)
+	r, got, err := s.recvReply(2)
 	if err != nil {
 		return st, err
 	}
@@ -237,13 +239,29 @@ func (s *Sandbox) Exec(e spec.Exec, stdio []*os.File, prepared bool) (Started, e
 		closeFDs(got)
 		return st, s.replyErr(r)
 	}
-	if r.Listener && len(got) == 1 {
-		st.Listener = got[0]
-	} else {
+	want := 0
+	if r.PidFD {
+		want++
+	}
+	if r.Listener {
+		want++
+	}
+	if len(got) != want {
 		closeFDs(got)
+		return st, &SetupError{Step: "stopped", Err: fmt.Sprintf("got %d descriptors, want %d", len(got), want)}
+	}
+	var pid int
+	if r.PidFD {
+		pid, err = pidOfPidfd(got[0])
+		unix.Close(got[0])
+		got = got[1:]
+	} else {
+		pid, err = s.childPid(r.Pid)
+	}
+	if r.Listener {
+		st.Listener = got[0]
 	}
 	st.LandlockABI, st.Notes = r.LandlockABI, r.Notes
-	pid, err := s.childPid(r.Pid)
 	if err != nil {
 		if st.Listener >= 0 {
 			unix.Close(st.Listener)
@@ -360,8 +378,28 @@ func (s *Sandbox) deadErr(step string, err error) error {
 	return &SetupError{Step: step, Err: msg}
 }
 
+// pidOfPidfd reads the pid a pidfd refers to, as this process's pid
+// namespace numbers it, from the descriptor's fdinfo.
+func pidOfPidfd(fd int) (int, error) {
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(fd))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pid:"); ok {
+			pid, err := strconv.Atoi(strings.TrimSpace(rest))
+			if err != nil || pid <= 0 {
+				return 0, fmt.Errorf("pidfd %d: bad pid %q", fd, rest)
+			}
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("pidfd %d: no Pid line in its fdinfo", fd)
+}
+
 // childPid finds the program's host pid among the init's children (the
-// program and the reaper) from the pid the init knows it by.
+// program and the reaper) from the pid the init knows it by: the fallback
+// when the init could not send a pidfd.
 func (s *Sandbox) childPid(inner int) (int, error) {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.Pid))
 	if err != nil {

@@ -134,7 +134,11 @@ type Reply struct {
 	Status int `json:"status,omitempty"`
 	// LandlockABI is the ABI applied (0 when off).
 	LandlockABI int `json:"landlockAbi,omitempty"`
-	// Listener reports that a seccomp listener fd accompanies the reply.
+	// PidFD reports that a pidfd of the program accompanies the reply
+	// (first), from which the supervisor learns its host pid.
+	PidFD bool `json:"pidfd,omitempty"`
+	// Listener reports that a seccomp listener fd accompanies the reply
+	// (after the pidfd).
 	Listener bool `json:"listener,omitempty"`
 	// Notes are things the init weakened under best effort.
 	Notes []string `json:"notes,omitempty"`
