@@ -20,7 +20,7 @@ bwrap_cmd=(bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /u
   --proc /proc --dev /dev --tmpfs /tmp -- /bin/true)
 sandbox_cmd=("$bin" run -- /bin/true)
 
-# Warm up both (page cache, the first memfd copy).
+# Warm up both (page cache).
 "${bwrap_cmd[@]}"; "${sandbox_cmd[@]}"
 
 python3 - "$runs" "${#bwrap_cmd[@]}" "${bwrap_cmd[@]}" "${sandbox_cmd[@]}" <<'PY'
