@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -69,6 +70,7 @@ type initState struct {
 }
 
 func run() int {
+	nameThread()
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 	unix.CloseOnExec(spec.ChannelFD)
@@ -236,6 +238,15 @@ type forkJob struct {
 	out chan<- startResult
 }
 
+// nameThread names the calling thread sandbox-init: the kernel names a
+// process after the file it executes, here /proc/self/fd/N, which shows as
+// "N" in ps and top.
+func nameThread() {
+	if name, err := unix.BytePtrFromString(spec.Argv0); err == nil {
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+	}
+}
+
 // startForker starts the forking thread, which forks the reaper (pid 1 of
 // the program's pid namespace) at once. On cgroup v1 the thread later moves
 // itself into the run's cgroups before it forks the program (startProgram),
@@ -255,6 +266,7 @@ func (s *initState) startForker() error {
 			ch <- started{err: stepErr("forker", errors.New("the forking goroutine runs on the main thread, which cannot end"))}
 			select {} // keep the main thread to ourselves until the init ends
 		}
+		nameThread() // the reaper, forked from here, inherits the name
 		rp, err := startReaper(s.plan)
 		if err != nil {
 			err = stepErr("reaper", err)
