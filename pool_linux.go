@@ -81,8 +81,8 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 
 // pool keeps warm sandboxes ready (DESIGN.md section 7, pool.size): a run
 // takes one if there is one and otherwise prepares its own; background
-// workers (one per core) refill. Sandboxes are single-use, so no state passes between
-// runs.
+// workers (one per core) refill. Sandboxes are single-use, so no state
+// passes between runs.
 type pool struct {
 	s     *subprocess
 	ready chan *warm
