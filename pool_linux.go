@@ -51,7 +51,7 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 	moveIn := false
 	var se *proc.SetupError
 	if err != nil && opts.CgroupFD >= 0 && errors.As(err, &se) && se.Errno == syscall.EACCES {
-		// clone3 into the leaf fails with EACCES about once in 10,000
+		// clone3 into the leaf fails with EACCES once in 3,000-10,000
 		// starts under load, for reasons not found yet (never without
 		// CLONE_INTO_CGROUP, in 20,000). Start as before and move the
 		// init in: the same result, one grace period slower.
