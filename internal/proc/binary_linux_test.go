@@ -8,25 +8,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestWritableBy(t *testing.T) {
+func TestInPlace(t *testing.T) {
 	ids := []int{100000, 101000}
 	for _, c := range []struct {
 		name     string
 		uid, gid uint32
 		mode     uint32
+		acl      bool
 		want     bool
 	}{
-		{"root's 0755", 0, 0, unix.S_IFREG | 0o755, false},
-		{"root's, group of the sandbox without g+w", 0, 101000, unix.S_IFREG | 0o755, false},
-		{"root's, group of the sandbox with g+w", 0, 101000, unix.S_IFREG | 0o775, true},
-		{"world-writable", 0, 0, unix.S_IFREG | 0o757, true},
-		{"owned by the inside root", 100000, 0, unix.S_IFREG | 0o555, true}, // can chmod
-		{"owned by the inside 1000", 101000, 0, unix.S_IFREG | 0o755, true},
-		{"not a regular file", 0, 0, unix.S_IFIFO | 0o755, true},
+		{"root's 0755", 0, 0, unix.S_IFREG | 0o755, false, true},
+		{"root's 0555", 0, 0, unix.S_IFREG | 0o555, false, true},
+		{"root's 0750: the sandbox cannot execute it", 0, 0, unix.S_IFREG | 0o750, false, false},
+		{"root's 0700", 0, 0, unix.S_IFREG | 0o700, false, false},
+		{"group of the sandbox, g+x", 0, 101000, unix.S_IFREG | 0o750, false, true},
+		{"group of the sandbox without g+x", 0, 101000, unix.S_IFREG | 0o705, false, false},
+		{"group-writable, any group (supplementary groups)", 0, 50, unix.S_IFREG | 0o775, false, false},
+		{"world-writable", 0, 0, unix.S_IFREG | 0o757, false, false},
+		{"an access ACL", 0, 0, unix.S_IFREG | 0o755, true, false},
+		{"owned by the inside root: it can chmod", 100000, 0, unix.S_IFREG | 0o555, false, false},
+		{"owned by the inside 1000", 101000, 0, unix.S_IFREG | 0o755, false, false},
+		{"not a regular file", 0, 0, unix.S_IFIFO | 0o755, false, false},
 	} {
 		st := unix.Stat_t{Uid: c.uid, Gid: c.gid, Mode: c.mode}
-		if got := writableBy(&st, ids); got != c.want {
-			t.Errorf("%s: writableBy = %v, want %v", c.name, got, c.want)
+		if got := inPlace(&st, ids, c.acl); got != c.want {
+			t.Errorf("%s: inPlace = %v, want %v", c.name, got, c.want)
 		}
 	}
 }
@@ -44,7 +50,7 @@ func TestBinaryPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode&0o022 == 0 && p != pinned.path {
+	if st.Mode&0o022 == 0 && st.Mode&0o001 != 0 && p != pinned.path {
 		t.Errorf("binary not writable by %d: got %s, want the pinned %s", other, p, pinned.path)
 	}
 	p, err = binaryPath([]int{int(st.Uid)})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -76,31 +77,27 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 	if !opts.HostNetwork {
 		flags |= unix.CLONE_NEWNET
 	}
-	pidfd := -1
 	s := &Sandbox{conn: conn, pidfd: -1, stderr: &boundedBuffer{max: 8 << 10}, waitDone: make(chan struct{})}
-	s.cmd = &exec.Cmd{
-		Path: bin,
-		Args: []string{spec.Argv0},
-		// The init's Go runtime must not keep host files open (cgroup-aware
-		// GOMAXPROCS reads the host's cpu quota files).
-		Env:        []string{"GODEBUG=containermaxprocs=0,updatemaxprocs=0", "GOMAXPROCS=1", "GOGC=400"},
-		ExtraFiles: []*os.File{child},
-		Stderr:     s.stderr,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: flags,
-			// A session of its own: a terminal's signals for the caller's
-			// process group (Ctrl-C) are the supervisor's to forward.
-			Setsid:    true,
-			Pdeathsig: syscall.SIGKILL,
-			PidFD:     &pidfd,
-		},
-	}
-	if opts.CgroupFD >= 0 {
-		s.cmd.SysProcAttr.UseCgroupFD, s.cmd.SysProcAttr.CgroupFD = true, opts.CgroupFD
-	}
-	setIdentity(s.cmd.SysProcAttr, opts, prep.Loopback, os.Geteuid(), os.Getegid())
+	pidfd := -1
 	var startErr error
-	onSpawnerThread(func() { startErr = s.cmd.Start() })
+	for attempt := 1; ; attempt++ {
+		pidfd = -1
+		s.cmd = initCmd(bin, child, s.stderr, flags, &pidfd)
+		if opts.CgroupFD >= 0 {
+			s.cmd.SysProcAttr.UseCgroupFD, s.cmd.SysProcAttr.CgroupFD = true, opts.CgroupFD
+		}
+		setIdentity(s.cmd.SysProcAttr, opts, prep.Loopback, os.Geteuid(), os.Getegid())
+		onSpawnerThread(func() { startErr = s.cmd.Start() })
+		// Executing /proc/self/fd/N from a child in a new user namespace
+		// fails with EACCES now and then when processes are started
+		// concurrently (reproduced with os/exec alone: about 1 in 600
+		// with four spawners, never with a plain path or without the new
+		// user namespace, and a second attempt has always succeeded).
+		// Nothing ran, so starting again is safe.
+		if startErr == nil || !errors.Is(startErr, syscall.EACCES) || attempt == startAttempts {
+			break
+		}
+	}
 	if err := startErr; err != nil {
 		conn.Close()
 		se := &SetupError{Step: "clone", Err: explainClone(err)}
@@ -118,6 +115,31 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 		return nil, &SetupError{Step: "prepare", Err: "send: " + err.Error()}
 	}
 	return s, nil
+}
+
+// startAttempts bounds the starts of one init (see the EACCES note in Start).
+const startAttempts = 3
+
+// initCmd is the command that starts an init from bin, with the set-up
+// channel child as fd 3.
+func initCmd(bin string, child *os.File, stderr io.Writer, cloneflags uintptr, pidfd *int) *exec.Cmd {
+	return &exec.Cmd{
+		Path: bin,
+		Args: []string{spec.Argv0},
+		// The init's Go runtime must not keep host files open (cgroup-aware
+		// GOMAXPROCS reads the host's cpu quota files).
+		Env:        []string{"GODEBUG=containermaxprocs=0,updatemaxprocs=0", "GOMAXPROCS=1", "GOGC=400"},
+		ExtraFiles: []*os.File{child},
+		Stderr:     stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: cloneflags,
+			// A session of its own: a terminal's signals for the caller's
+			// process group (Ctrl-C) are the supervisor's to forward.
+			Setsid:    true,
+			Pdeathsig: syscall.SIGKILL,
+			PidFD:     pidfd,
+		},
+	}
 }
 
 // Rootless reports whether sandboxes started by this process are rootless:
@@ -180,7 +202,12 @@ func hostIDs(opts Options, euid, egid int) []int {
 	if euid == 0 {
 		return []int{opts.HostIDBase, opts.HostIDBase + 1000}
 	}
-	return []int{euid, egid}
+	// Rootless, the program keeps the caller's supplementary groups.
+	ids := []int{euid, egid}
+	if groups, err := os.Getgroups(); err == nil {
+		ids = append(ids, groups...)
+	}
+	return ids
 }
 
 func explainClone(err error) string {
@@ -191,8 +218,8 @@ func explainClone(err error) string {
 	return msg
 }
 
-// WaitPrepared reads the init's answer to Prepare and learns the host id of
-// its forking thread (ForkerTid).
+// WaitPrepared reads the init's answer to Prepare: the sandbox is built and
+// waits for its command.
 func (s *Sandbox) WaitPrepared() error {
 	r, _, err := s.recvReply(0)
 	if err != nil {
