@@ -77,10 +77,13 @@ func run() int {
 	closeStrayFDs()
 	s := &initState{conn: spec.NewConn(spec.ChannelFD), goCh: make(chan struct{})}
 	// Signals are not for the init itself: the supervisor forwards them as
-	// messages, and the init runs in a session of its own (proc.Start), so
-	// no terminal's SIGINT, SIGQUIT or SIGHUP reaches it. It does not catch
-	// them either: the Go runtime enables each caught signal with a round
-	// trip to a thread of its own, 2 ms for the nine signals caught before.
+	// messages. The init runs in a session of its own (proc.Start), so no
+	// terminal's SIGINT reaches it, and the kernel drops any other
+	// termination signal from outside (defaultSignals).
+	if err := defaultSignals(); err != nil {
+		fmt.Fprintln(os.Stderr, "sandbox-init: reset signal dispositions:", err)
+		return 125
+	}
 	for {
 		m, fds, err := s.conn.Recv(spec.MaxFDs)
 		if err != nil {
@@ -310,7 +313,7 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 		want = 4
 	}
 	if e.CgroupTasks < 0 || len(fds) != want+e.CgroupTasks {
-		s.fail(stepErr("exec", fmt.Errorf("got %d descriptors, want %d", len(fds), want)))
+		s.fail(stepErr("exec", fmt.Errorf("got %d descriptors, want %d", len(fds), want+max(e.CgroupTasks, 0))))
 		return 125
 	}
 	plan := *s.plan

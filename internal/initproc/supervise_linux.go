@@ -1,10 +1,41 @@
 package initproc
 
 import (
+	"syscall"
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/kb-labs/sandbox/internal/spec"
 )
+
+// defaultSignals gives the termination signals their default disposition,
+// behind the Go runtime's back (it installs a handler for every signal at
+// start-up). For the init of a pid namespace the kernel then drops them when
+// they come from outside (only SIGKILL and SIGSTOP are forced): a SIGTERM to
+// every process of a service's cgroup (a service manager stopping it) or a
+// stray kill leaves the init and its run alone, and the supervisor decides.
+// With the runtime's handler, such a signal ended the init (and the run as a
+// set-up error). Not ignored: SIG_IGN would survive the program's execve;
+// SIG_DFL is what execve gives it anyway. Not signal.Notify either: the
+// runtime enables each caught signal with a round trip to a thread of its
+// own, 2 ms for these.
+func defaultSignals() error {
+	type sigaction struct {
+		handler  uintptr
+		flags    uint64
+		restorer uintptr
+		mask     uint64
+	}
+	var dfl sigaction // SIG_DFL is 0
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU} {
+		if _, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0); errno != 0 {
+			return errno
+		}
+	}
+	return nil
+}
 
 // supervise is pid 1's life after the program started: it releases the
 // program when the supervisor says so, forwards signals to every process of
