@@ -1,11 +1,9 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
-	"syscall"
 
 	"github.com/kb-labs/sandbox/internal/cgroup"
 	"github.com/kb-labs/sandbox/internal/proc"
@@ -32,6 +30,7 @@ func (w *warm) close() {
 func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 	w := &warm{}
 	opts := proc.Options{HostIDBase: s.cfg.Security.HostIDBase, HostNetwork: s.cfg.Permissions.Network == NetworkHost, CgroupFD: -1}
+	moveIn := false
 	if s.cg != nil {
 		g, err := s.cg.Create(s.prefix+fmt.Sprint(runSeq.Add(1)), cgroupLimits(s.cfg.Execution))
 		if err != nil {
@@ -42,23 +41,11 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 		// (CLONE_INTO_CGROUP: no migration, no grace period), so the
 		// program is too and cgroup.kill covers the whole run.
 		if s.cg.Features().Leaf {
-			if fd, err := g.Dir(); err == nil {
-				opts.CgroupFD = fd
-			}
+			fd, err := g.Dir()
+			opts.CgroupFD, moveIn = fd, err != nil // without the fd: moved in after the start
 		}
 	}
 	box, err := proc.Start(prep, opts)
-	moveIn := false
-	var se *proc.SetupError
-	if err != nil && opts.CgroupFD >= 0 && errors.As(err, &se) && se.Errno == syscall.EACCES {
-		// clone3 into the leaf fails with EACCES once in 3,000-10,000
-		// starts under load, for reasons not found yet (never without
-		// CLONE_INTO_CGROUP, in 20,000). Start as before and move the
-		// init in: the same result, one grace period slower.
-		opts.CgroupFD = -1
-		box, err = proc.Start(prep, opts)
-		moveIn = true
-	}
 	if err != nil {
 		if w.group != nil {
 			w.group.Close()
@@ -67,10 +54,9 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 	}
 	w.box = box
 	if moveIn {
-		if err := w.group.EnterLeaf(box.Pid); err != nil {
-			w.close()
-			return nil, fmt.Errorf("move the init into the run's v2 leaf: %w", err)
-		}
+		// Best effort, like the leaf itself: without it the run loses only
+		// cgroup.kill (the v1 freezer kill still covers it).
+		_ = w.group.EnterLeaf(box.Pid)
 	}
 	if err := box.WaitPrepared(); err != nil {
 		w.close()
@@ -84,32 +70,37 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 // workers (one per core) refill. Sandboxes are single-use, so no state
 // passes between runs.
 type pool struct {
-	s     *subprocess
-	ready chan *warm
-	want  chan struct{}
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	prepare func() (*warm, error)
+	size    int
+	ready   chan *warm
+	want    chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
 
 	mu       sync.Mutex
 	closed   bool
-	building int   // sandboxes being prepared by the workers
-	failed   error // the last refill error, for the metrics and doctor
+	building int  // sandboxes being prepared by the workers
+	paused   bool // a preparation failed: wait for the next get or done
 }
 
 func newPool(s *subprocess, size int) *pool {
+	prep, err := s.basePrepare()
+	if err != nil {
+		// No warm sandboxes: every run starts cold, and reports the error
+		// if it recurs there.
+		return &pool{size: size, ready: make(chan *warm, size), stop: make(chan struct{})}
+	}
 	// One refill worker per core, at most one per slot: preparing a
 	// sandbox is mostly the init's own start (CPU), and no global lock
 	// serialises preparations any more (RATIONALE "Placing the program").
-	workers := min(size, runtime.NumCPU())
-	p := &pool{s: s, ready: make(chan *warm, size), want: make(chan struct{}, workers), stop: make(chan struct{})}
-	prep, err := s.basePrepare()
-	if err != nil {
-		p.setFailed(err)
-		return p
-	}
+	return startPool(size, min(size, runtime.NumCPU()), func() (*warm, error) { return s.prepare(prep) })
+}
+
+func startPool(size, workers int, prepare func() (*warm, error)) *pool {
+	p := &pool{prepare: prepare, size: size, ready: make(chan *warm, size), want: make(chan struct{}, workers), stop: make(chan struct{})}
 	for range workers {
 		p.wg.Add(1)
-		go p.refill(size, prep)
+		go p.refill()
 	}
 	p.kick()
 	return p
@@ -123,26 +114,33 @@ func (p *pool) kick() {
 }
 
 // claim reserves one missing slot for the caller to prepare, and wakes
-// another worker for the next one.
-func (p *pool) claim(size int) bool {
+// another worker when a slot is still missing after it.
+func (p *pool) claim() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || len(p.ready)+p.building >= size {
+	if p.closed || p.paused || len(p.ready)+p.building >= p.size {
 		return false
 	}
 	p.building++
-	p.kick()
+	if len(p.ready)+p.building < p.size {
+		p.kick()
+	}
 	return true
 }
 
-func (p *pool) unclaim() {
+func (p *pool) unclaim(failed bool) {
 	p.mu.Lock()
 	p.building--
+	if failed {
+		// A host that cannot prepare now (out of pids, user namespaces
+		// refused) is not retried in a loop: the next get or done does.
+		p.paused = true
+	}
 	p.mu.Unlock()
 }
 
 // refill is one worker keeping the pool full.
-func (p *pool) refill(size int, prep spec.Prepare) {
+func (p *pool) refill() {
 	defer p.wg.Done()
 	for {
 		select {
@@ -150,18 +148,17 @@ func (p *pool) refill(size int, prep spec.Prepare) {
 			return
 		case <-p.want:
 		}
-		for p.claim(size) {
-			w, err := p.s.prepare(prep)
+		for p.claim() {
+			w, err := p.prepare()
 			if err != nil {
-				p.unclaim()
-				p.setFailed(err)
-				break // runs fall back to cold starts; retried on the next get
+				p.unclaim(true)
+				break // runs fall back to cold starts meanwhile
 			}
 			select {
 			case p.ready <- w:
-				p.unclaim()
+				p.unclaim(false)
 			case <-p.stop:
-				p.unclaim()
+				p.unclaim(false)
 				w.close()
 				return
 			}
@@ -169,10 +166,12 @@ func (p *pool) refill(size int, prep spec.Prepare) {
 	}
 }
 
-func (p *pool) setFailed(err error) {
+// resume lifts a pause after a failed preparation and wakes a worker.
+func (p *pool) resume() {
 	p.mu.Lock()
-	p.failed = err
+	p.paused = false
 	p.mu.Unlock()
+	p.kick()
 }
 
 // get returns a warm sandbox, or nil when none is ready. The refill waits
@@ -183,13 +182,13 @@ func (p *pool) get() *warm {
 	case w := <-p.ready:
 		return w
 	default:
-		p.kick()
+		p.resume()
 		return nil
 	}
 }
 
 // done tells the pool a run ended: time to refill.
-func (p *pool) done() { p.kick() }
+func (p *pool) done() { p.resume() }
 
 // size is the number of warm sandboxes ready now.
 func (p *pool) depth() int { return len(p.ready) }

@@ -376,6 +376,9 @@ func TestIntegrationOpenTasks(t *testing.T) {
 	m := realManager(t)
 	g := newRun(t, m, Limits{Pids: 8})
 	pidsFile := filepath.Join("/sys/fs/cgroup/pids", Parent, g.Name(), "pids.max")
+	if err := g.ForgetThread(0); err == nil {
+		t.Error("ForgetThread(0) before OpenTasks: want an error")
+	}
 	files, err := g.OpenTasks()
 	noErr(t, err)
 	if _, err := g.OpenTasks(); err == nil {

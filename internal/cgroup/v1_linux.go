@@ -543,8 +543,10 @@ func (g *v1Group) Close() error {
 	}
 	g.closed = true
 	var errs []error
-	// An entered thread belongs to the engine's init: move it out before
-	// killing, or Kill would take the init down with the run.
+	// A thread entered by id belongs to someone's process: move it out
+	// before killing, or Kill would take that process down with the run.
+	// (A thread that came in through OpenTasks is the engine's forking
+	// thread, whose init is ending with the run anyway.)
 	for tid := range g.entered {
 		errs = append(errs, g.leave(tid))
 	}
