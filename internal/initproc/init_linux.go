@@ -236,9 +236,10 @@ func (s *initState) filter(arch *seccomp.Arch, o spec.Seccomp) ([]bpf.RawInstruc
 
 // forkJob hands the run to the forking thread.
 type forkJob struct {
-	e   *spec.Exec
-	fds []int
-	out chan<- startResult
+	e    *spec.Exec
+	fds  []int
+	gate int // -1: released by a message instead (goCh)
+	out  chan<- startResult
 }
 
 // nameThread names the calling thread sandbox-init: the kernel names a
@@ -291,7 +292,7 @@ func (s *initState) startForker() error {
 		if !ok {
 			return
 		}
-		s.startProgram(job.e, job.fds, job.out)
+		s.startProgram(job.e, job.fds, job.gate, job.out)
 	}()
 	st := <-ch
 	if st.err != nil {
@@ -312,9 +313,18 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 	if e.IPC {
 		want = 4
 	}
+	if e.Gate {
+		want++
+	}
 	if e.CgroupTasks < 0 || len(fds) != want+e.CgroupTasks {
 		s.fail(stepErr("exec", fmt.Errorf("got %d descriptors, want %d", len(fds), want+max(e.CgroupTasks, 0))))
 		return 125
+	}
+	gate := -1
+	if e.Gate {
+		// The forking thread reads it after this function has closed the
+		// others, and closes it itself.
+		gate, fds = fds[len(fds)-1], fds[:len(fds)-1]
 	}
 	plan := *s.plan
 	if len(e.RunMounts) > 0 {
@@ -352,7 +362,7 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 		return 125
 	}
 	started := make(chan startResult, 1)
-	s.fork <- forkJob{e: e, fds: fds, out: started}
+	s.fork <- forkJob{e: e, fds: fds, gate: gate, out: started}
 	st := <-started
 	if st.err != nil {
 		s.fail(st.err)
@@ -391,9 +401,12 @@ type startResult struct {
 // applied here, the program is forked from this thread and inherits them, and
 // the thread ends (never unlocked) once the supervisor has placed the program
 // in its cgroups — which releases the program from its ptrace stop.
-func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult) {
+func (s *initState) startProgram(e *spec.Exec, fds []int, gate int, out chan<- startResult) {
 	res := startResult{listener: -1, release: make(chan struct{})}
 	fail := func(err error) {
+		if gate >= 0 {
+			unix.Close(gate)
+		}
 		res.err = err
 		out <- res
 	}
@@ -488,9 +501,33 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, out chan<- startResult
 	}
 	res.pid = pid
 	out <- res
-	<-s.goCh
+	waitRelease(gate, s.goCh)
 	// Returning without UnlockOSThread ends this thread, and with it the
 	// ptrace link: the program continues from its first instruction.
+}
+
+// waitRelease blocks until the supervisor releases the program: a byte on
+// the gate pipe, read right on this thread, or else the Go message. A gate
+// closed without its byte means the supervisor is gone: this thread then
+// never ends, so the program stays stopped until the init, which sees the
+// same end on its channel, kills the run.
+func waitRelease(gate int, goCh <-chan struct{}) {
+	if gate < 0 {
+		<-goCh
+		return
+	}
+	defer unix.Close(gate)
+	var b [1]byte
+	for {
+		n, err := unix.Read(gate, b[:])
+		switch {
+		case n == 1:
+			return
+		case err == unix.EINTR:
+			continue
+		}
+		select {}
+	}
 }
 
 func execErr(path string, err error) error {

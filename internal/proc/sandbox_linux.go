@@ -42,6 +42,7 @@ type Sandbox struct {
 
 	mu       sync.Mutex
 	killed   bool
+	gate     *os.File // write end of the release gate, until Release
 	waitDone chan struct{}
 	waitErr  error
 
@@ -246,13 +247,24 @@ type Started struct {
 // does not close them.
 func (s *Sandbox) Exec(e spec.Exec, stdio []*os.File, prepared bool) (Started, error) {
 	st := Started{Listener: -1}
-	fds := make([]int, len(stdio))
+	fds := make([]int, len(stdio), len(stdio)+1)
 	for i, f := range stdio {
 		fds[i] = int(f.Fd())
 	}
-	if err := s.conn.Send(spec.Message{Kind: spec.KindExec, Exec: &e}, fds...); err != nil {
+	gateR, gateW, err := os.Pipe()
+	if err != nil {
+		return st, &SetupError{Step: "exec", Err: "gate pipe: " + err.Error()}
+	}
+	e.Gate = true
+	err = s.conn.Send(spec.Message{Kind: spec.KindExec, Exec: &e}, append(fds, int(gateR.Fd()))...)
+	gateR.Close()
+	if err != nil {
+		gateW.Close()
 		return st, s.deadErr("exec", err)
 	}
+	s.mu.Lock()
+	s.gate = gateW
+	s.mu.Unlock()
 	if !prepared {
 		if err := s.WaitPrepared(); err != nil {
 			return st, err
@@ -302,7 +314,15 @@ func (s *Sandbox) Exec(e spec.Exec, stdio []*os.File, prepared bool) (Started, e
 
 // Release lets the stopped program run.
 func (s *Sandbox) Release() error {
-	if err := s.conn.Send(spec.Message{Kind: spec.KindGo}); err != nil {
+	s.mu.Lock()
+	gate := s.gate
+	s.gate = nil
+	s.mu.Unlock()
+	if gate == nil {
+		return &SetupError{Step: "release", Err: "no stopped program to release"}
+	}
+	defer gate.Close()
+	if _, err := gate.Write([]byte{1}); err != nil {
 		return s.deadErr("release", err)
 	}
 	return nil
@@ -365,6 +385,10 @@ func (s *Sandbox) Close() error {
 	if s.pidfd >= 0 {
 		unix.Close(s.pidfd)
 		s.pidfd = -1
+	}
+	if s.gate != nil {
+		s.gate.Close()
+		s.gate = nil
 	}
 	return s.conn.Close()
 }

@@ -107,6 +107,11 @@ type Exec struct {
 	// each before it forks the program, which moves the thread itself into
 	// the run's cgroups (cgroup.Group.OpenTasks).
 	CgroupTasks int `json:"cgroupTasks,omitempty"`
+	// Gate is true when the last descriptor is the read end of a pipe
+	// whose write end the supervisor keeps: one byte written there
+	// releases the stopped program (faster than a message, which another
+	// thread of the init would have to pass on to the forking thread).
+	Gate bool `json:"gate,omitempty"`
 }
 
 // Seccomp configures the system call filter.
