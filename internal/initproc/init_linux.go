@@ -53,14 +53,18 @@ func MaybeRun() {
 }
 
 type initState struct {
-	conn   *spec.Conn
-	root   *mount.Root
-	prog   int // program pid (inside), 0 before start
-	msgs   chan spec.Message
-	errs   chan error
-	goCh   chan struct{}
-	fork   chan forkJob // to the forking thread, started by prepare
-	reaper *reaper      // pid 1 of the program's pid namespace
+	conn *spec.Conn
+	root *mount.Root
+	prog int // program pid (inside), 0 before start
+	msgs chan spec.Message
+	errs chan error
+	goCh chan struct{}
+	// prepared is closed once Prepare is answered: the forking thread then
+	// reads the Exec message; started carries its outcome to the main
+	// goroutine, which supervises the run.
+	prepared chan struct{}
+	started  chan execResult
+	reaper   *reaper // pid 1 of the program's pid namespace
 
 	prebuilt    []bpf.RawInstruction // the seccomp filter, built by prepare
 	prebuiltFor spec.Seccomp
@@ -101,9 +105,19 @@ func run() int {
 				return 125
 			}
 			s.reply(spec.Reply{Step: "prepared"})
+			// The forking thread reads the Exec message and answers it
+			// itself: no hand-off between threads on the run's path.
+			close(s.prepared)
+			r := <-s.started
+			if r.code != 0 {
+				return r.code
+			}
+			s.prog = r.pid
+			return s.supervise()
 		case spec.KindExec:
-			code := s.exec(m.Exec, fds)
-			return code
+			closeAll(fds)
+			s.fail(stepErr("exec", errors.New("exec before prepare")))
+			return 125
 		default:
 			closeAll(fds)
 			s.fail(&spec.StepError{Step: "protocol", Err: "unexpected message " + string(m.Kind)})
@@ -234,12 +248,11 @@ func (s *initState) filter(arch *seccomp.Arch, o spec.Seccomp) ([]bpf.RawInstruc
 	return seccomp.Build(arch, opts)
 }
 
-// forkJob hands the run to the forking thread.
-type forkJob struct {
-	e    *spec.Exec
-	fds  []int
-	gate int // -1: released by a message instead (goCh)
-	out  chan<- startResult
+// execResult is the forking thread's outcome of the Exec step: the program's
+// pid, or the init's exit code when the step failed (already reported).
+type execResult struct {
+	pid  int
+	code int
 }
 
 // nameThread names the calling thread sandbox-init: the kernel names a
@@ -256,7 +269,7 @@ func nameThread() {
 // itself into the run's cgroups before it forks the program (startProgram),
 // so the program is born there with no migration of its own.
 func (s *initState) startForker() error {
-	s.fork = make(chan forkJob, 1)
+	s.prepared, s.started = make(chan struct{}), make(chan execResult, 1)
 	type started struct {
 		rp  *reaper
 		err error
@@ -288,11 +301,26 @@ func (s *initState) startForker() error {
 		if err != nil {
 			return
 		}
-		job, ok := <-s.fork
-		if !ok {
+		<-s.prepared // the main goroutine has answered Prepare
+		m, fds, err := s.conn.Recv(spec.MaxFDs)
+		switch {
+		case err != nil:
+			s.started <- execResult{code: 125}
+			return
+		case m.Kind != spec.KindExec:
+			closeAll(fds)
+			s.fail(&spec.StepError{Step: "protocol", Err: "unexpected message " + string(m.Kind)})
+			s.started <- execResult{code: 125}
 			return
 		}
-		s.startProgram(job.e, job.fds, job.gate, job.out)
+		gate, code := s.exec(m.Exec, fds)
+		s.started <- execResult{pid: s.prog, code: code}
+		if code == 0 {
+			// Returning without UnlockOSThread ends this thread, and with
+			// it the ptrace link: the program continues from its first
+			// instruction.
+			waitRelease(gate, s.goCh)
+		}
 	}()
 	st := <-ch
 	if st.err != nil {
@@ -302,12 +330,20 @@ func (s *initState) startForker() error {
 	return nil
 }
 
-// exec is phase 2 and the life of the run; it returns the init's exit code.
-func (s *initState) exec(e *spec.Exec, fds []int) int {
-	defer closeAll(fds)
+// exec is phase 2, on the forking thread: it finishes the sandbox, forks the
+// program into its stop and answers "stopped". It returns the release gate,
+// or, when the step failed (and was reported), the init's exit code.
+func (s *initState) exec(e *spec.Exec, fds []int) (gate, code int) {
+	gate = -1
+	defer func() {
+		closeAll(fds)
+		if code != 0 && gate >= 0 {
+			unix.Close(gate)
+		}
+	}()
 	if e == nil || s.root == nil {
 		s.fail(stepErr("exec", errors.New("exec before prepare")))
-		return 125
+		return gate, 125
 	}
 	want := 3
 	if e.IPC {
@@ -318,9 +354,8 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 	}
 	if e.CgroupTasks < 0 || len(fds) != want+e.CgroupTasks {
 		s.fail(stepErr("exec", fmt.Errorf("got %d descriptors, want %d", len(fds), want+max(e.CgroupTasks, 0))))
-		return 125
+		return gate, 125
 	}
-	gate := -1
 	if e.Gate {
 		// The forking thread reads it after this function has closed the
 		// others, and closes it itself.
@@ -331,42 +366,40 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 		var run mount.Plan
 		if err := json.Unmarshal(e.RunMounts, &run); err != nil {
 			s.fail(stepErr("mount-plan", err))
-			return 125
+			return gate, 125
 		}
 		plan.Run = run.Run
 	}
 	if err := s.root.Finish(&plan); err != nil {
 		s.fail(err)
-		return 125
+		return gate, 125
 	}
 	s.root = nil
 	if err := mount.VerifyCwd(e.Dir); err != nil {
 		s.fail(stepErr("chdir", err))
-		return 125
+		return gate, 125
 	}
 	for _, rl := range e.Rlimits {
 		if err := setrlimit(rl); err != nil {
 			s.fail(stepErr("rlimit "+strconv.Itoa(rl.Resource), err))
-			return 125
+			return gate, 125
 		}
 	}
 	if err := setOOMScoreAdj(e.OOMScoreAdj); err != nil {
 		s.fail(stepErr("oom_score_adj", err))
-		return 125
+		return gate, 125
 	}
 
 	// From here on /proc is the program's: the init, outside that pid
 	// namespace, has no /proc/self.
 	if err := s.reaper.mountProc(); err != nil {
 		s.fail(stepErr("proc", err))
-		return 125
+		return gate, 125
 	}
-	started := make(chan startResult, 1)
-	s.fork <- forkJob{e: e, fds: fds, gate: gate, out: started}
-	st := <-started
+	st := s.startProgram(e, fds)
 	if st.err != nil {
 		s.fail(st.err)
-		return 125
+		return gate, 125
 	}
 	s.prog = st.pid
 	r := spec.Reply{Step: "stopped", Pid: st.pid, LandlockABI: st.abi, Listener: st.listener >= 0, Notes: st.notes}
@@ -383,9 +416,7 @@ func (s *initState) exec(e *spec.Exec, fds []int) int {
 	}
 	s.reply(r, out...)
 	closeAll(out)
-	closeAll(fds)
-	fds = nil
-	return s.supervise(st.release)
+	return gate, 0
 }
 
 type startResult struct {
@@ -394,42 +425,35 @@ type startResult struct {
 	listener int
 	notes    []string
 	err      error
-	release  chan struct{}
 }
 
 // startProgram runs on its own locked thread: every per-thread protection is
 // applied here, the program is forked from this thread and inherits them, and
 // the thread ends (never unlocked) once the supervisor has placed the program
 // in its cgroups — which releases the program from its ptrace stop.
-func (s *initState) startProgram(e *spec.Exec, fds []int, gate int, out chan<- startResult) {
-	res := startResult{listener: -1, release: make(chan struct{})}
-	fail := func(err error) {
-		if gate >= 0 {
-			unix.Close(gate)
-		}
+func (s *initState) startProgram(e *spec.Exec, fds []int) startResult {
+	res := startResult{listener: -1}
+	fail := func(err error) startResult {
 		res.err = err
-		out <- res
+		return res
 	}
 	// Into the run's cgroups first, so everything forked from here is born
 	// inside (the supervisor raised the pids limit by one for this thread).
 	nstd := len(fds) - e.CgroupTasks
 	for _, fd := range fds[nstd:] {
 		if _, err := unix.Write(fd, []byte("0")); err != nil {
-			fail(stepErr("cgroup", fmt.Errorf("enter the run's cgroup: %w", err)))
-			return
+			return fail(stepErr("cgroup", fmt.Errorf("enter the run's cgroup: %w", err)))
 		}
 	}
 	fds = fds[:nstd]
 	if err := seccomp.SetNoNewPrivs(); err != nil {
-		fail(stepErr("no_new_privs", err))
-		return
+		return fail(stepErr("no_new_privs", err))
 	}
 	if e.Landlock != nil {
 		lr, err := landlock.Apply(landlock.Rules{ReadOnly: e.Landlock.ReadOnly, ReadExec: e.Landlock.ReadExec, ReadWrite: e.Landlock.ReadWrite,
 			ScopeSignals: true, ScopeAbstractUnix: true}, e.Landlock.BestEffort)
 		if err != nil {
-			fail(stepErr("landlock", err))
-			return
+			return fail(stepErr("landlock", err))
 		}
 		res.abi = lr.ABI
 		for _, d := range lr.Dropped {
@@ -439,13 +463,11 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, gate int, out chan<- s
 	if e.Seccomp != nil {
 		arch, err := seccomp.Native()
 		if err != nil {
-			fail(stepErr("seccomp", err))
-			return
+			return fail(stepErr("seccomp", err))
 		}
 		prog, err := s.filter(arch, *e.Seccomp)
 		if err != nil {
-			fail(stepErr("seccomp", err))
-			return
+			return fail(stepErr("seccomp", err))
 		}
 		flags := seccomp.FlagTSync
 		if e.Seccomp.Notify {
@@ -453,8 +475,7 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, gate int, out chan<- s
 		}
 		l, err := seccomp.Install(prog, flags)
 		if err != nil {
-			fail(stepErr("seccomp", err))
-			return
+			return fail(stepErr("seccomp", err))
 		}
 		if flags&seccomp.FlagNewListener != 0 {
 			res.listener = l
@@ -462,8 +483,7 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, gate int, out chan<- s
 	}
 	path, err := lookPath(e.Argv[0], e.Env)
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
 	files := []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])}
 	if e.IPC {
@@ -491,19 +511,14 @@ func (s *initState) startProgram(e *spec.Exec, fds []int, gate int, out chan<- s
 		if res.listener >= 0 {
 			unix.Close(res.listener)
 		}
-		fail(execErr(path, err))
-		return
+		return fail(execErr(path, err))
 	}
 	var ws unix.WaitStatus
 	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
-		fail(stepErr("exec", fmt.Errorf("program did not stop after exec (status %v, %v)", ws, err)))
-		return
+		return fail(stepErr("exec", fmt.Errorf("program did not stop after exec (status %v, %v)", ws, err)))
 	}
 	res.pid = pid
-	out <- res
-	waitRelease(gate, s.goCh)
-	// Returning without UnlockOSThread ends this thread, and with it the
-	// ptrace link: the program continues from its first instruction.
+	return res
 }
 
 // waitRelease blocks until the supervisor releases the program: a byte on

@@ -41,7 +41,7 @@ func defaultSignals() error {
 // program when the supervisor says so, forwards signals to every process of
 // the run, reaps orphans, and when the program (pid 2) ends reports its
 // status and kills whatever it left behind.
-func (s *initState) supervise(release chan struct{}) int {
+func (s *initState) supervise() int {
 	go s.readCommands()
 	for {
 		var ws unix.WaitStatus
