@@ -76,6 +76,9 @@ func TestLoadBounded(t *testing.T) {
 					var r sandbox.Result
 					json.Unmarshal(data, &r)
 					statuses[r.Status]++
+					if r.Status != sandbox.StatusOK {
+						t.Logf("run %s: %s", r.Status, data)
+					}
 				case 429:
 					if resp.Header.Get("Retry-After") == "" || !bytes.Contains(data, []byte(CodeOverloaded)) {
 						t.Errorf("429 without Retry-After or OVERLOADED: %s", data)

@@ -77,6 +77,7 @@ func run() int {
 	nameThread()
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	unix.Close(spec.BinaryFD) // the file this process was executed from
 	unix.CloseOnExec(spec.ChannelFD)
 	closeStrayFDs()
 	s := &initState{conn: spec.NewConn(spec.ChannelFD), goCh: make(chan struct{})}

@@ -16,28 +16,20 @@ var sealed struct {
 	err  error
 }
 
-// binaryFDMin is the lowest descriptor the binary is kept on. A child started
-// with exec.Cmd gets its descriptors 0..3+len(ExtraFiles) by dup2 (moving
-// clashing ones just above them) before it execs /proc/self/fd/N, so N must
-// stay clear of those; and below 64, the size of a new process's descriptor
-// table, because growing the table of a process with several threads waits
-// for an RCU grace period (measured: 7 ms, more than the rest of a cold
-// start's set-up).
-const binaryFDMin = 32
-
 var pinned struct {
 	once sync.Once
-	path string
 	file *os.File
 	err  error
 }
 
-// binaryPath returns the path the init is executed from. Nothing in a sandbox
-// may ever reach a writable path to the binary that the host runs next (the
-// runc /proc/self/exe overwrite). Two ways satisfy that:
+// binaryFile returns the file the init is executed from; Start hands it to
+// the init as descriptor spec.BinaryFD and executes /proc/self/fd/4, which
+// names that very inode whatever happens to paths meanwhile. Nothing in a
+// sandbox may ever reach a writable path to the binary that the host runs
+// next (the runc /proc/self/exe overwrite). Two files satisfy that:
 //
-//   - the running executable itself, pinned by an open descriptor, when none
-//     of the sandbox's host ids (ids) can write it and they can execute it
+//   - the running executable itself, opened once, when none of the
+//     sandbox's host ids (ids) can write it and they can execute it
 //     (inPlace). The kernel's permission check is then the protection, and
 //     the exec costs nothing extra (the usual case as root: binaries are
 //     root's).
@@ -48,16 +40,17 @@ var pinned struct {
 //
 // The file is looked at again on every call (one fstat): a long-running
 // server sees a chmod or chown of its binary.
-func binaryPath(ids []int) (string, error) {
-	pinned.once.Do(func() { pinned.path, pinned.file, pinned.err = pinBinary() })
+func binaryFile(ids []int) (*os.File, error) {
+	pinned.once.Do(func() { pinned.file, pinned.err = pinBinary() })
 	if pinned.err == nil {
 		var st unix.Stat_t
-		if unix.Fstat(int(pinned.file.Fd()), &st) == nil && inPlace(&st, ids, hasACL(int(pinned.file.Fd()))) {
-			return pinned.path, nil
+		fd := int(pinned.file.Fd())
+		if unix.Fstat(fd, &st) == nil && inPlace(&st, ids, hasACL(fd)) {
+			return pinned.file, nil
 		}
 	}
 	sealed.once.Do(func() { sealed.path, sealed.err = sealBinary() })
-	return sealed.path, sealed.err
+	return sealed.file, sealed.err
 }
 
 // inPlace reports whether the file st describes may be executed in place by a
@@ -89,20 +82,14 @@ func hasACL(fd int) bool {
 	return err == nil && n > 0
 }
 
-// pinBinary opens this executable (the inode running now, not whatever its
-// path names later) on a descriptor clear of a child's (binaryFDMin).
-func pinBinary() (string, *os.File, error) {
+// pinBinary opens this executable: the inode running now, not whatever its
+// path names later.
+func pinBinary() (*os.File, error) {
 	fd, err := unix.Open("/proc/self/exe", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return "", nil, fmt.Errorf("open own executable: %w", err)
+		return nil, fmt.Errorf("open own executable: %w", err)
 	}
-	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, binaryFDMin)
-	unix.Close(fd)
-	if err != nil {
-		return "", nil, fmt.Errorf("dup own executable: %w", err)
-	}
-	f := os.NewFile(uintptr(high), "sandbox-binary")
-	return fmt.Sprintf("/proc/self/fd/%d", high), f, nil
+	return os.NewFile(uintptr(fd), "sandbox-binary"), nil
 }
 
 // sealBinary makes the sealed in-memory copy.
@@ -116,13 +103,7 @@ func sealBinary() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("memfd_create: %w", err)
 	}
-	// Keep the descriptor clear of the child's (binaryFDMin).
-	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, binaryFDMin)
-	unix.Close(fd)
-	if err != nil {
-		return "", fmt.Errorf("dup memfd: %w", err)
-	}
-	f := os.NewFile(uintptr(high), "sandbox-init")
+	f := os.NewFile(uintptr(fd), "sandbox-init")
 	if err := copyInKernel(f, exe); err != nil {
 		f.Close()
 		return "", fmt.Errorf("copy own executable: %w", err)

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -37,30 +38,34 @@ func TestInPlace(t *testing.T) {
 	}
 }
 
-// TestBinaryPath checks both choices against this test binary: executed
-// in place when the sandbox's ids cannot write it, from the sealed copy when
+// TestBinaryFile checks both choices against this test binary: the running
+// file itself when the sandbox's ids cannot write it, the sealed copy when
 // they can.
-func TestBinaryPath(t *testing.T) {
+func TestBinaryFile(t *testing.T) {
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		t.Fatal(err)
 	}
 	other := int(st.Uid) + 12345
-	p, err := binaryPath([]int{other})
+	f, err := binaryFile([]int{other})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode&0o022 == 0 && st.Mode&0o001 != 0 && p != pinned.path {
-		t.Errorf("binary not writable by %d: got %s, want the pinned %s", other, p, pinned.path)
+	var got unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &got); err != nil {
+		t.Fatal(err)
 	}
-	p, err = binaryPath([]int{int(st.Uid)})
+	if st.Mode&0o022 == 0 && st.Mode&0o001 != 0 && (f != pinned.file || got.Dev != st.Dev || got.Ino != st.Ino) {
+		t.Errorf("binary not writable by %d: got %s, want the running file itself", other, f.Name())
+	}
+	f, err = binaryFile([]int{int(st.Uid)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p != sealed.path || p == pinned.path {
-		t.Fatalf("binary writable by its owner: got %s, want the sealed copy", p)
+	if f != sealed.file || f == pinned.file {
+		t.Fatalf("binary writable by its owner: got %s, want the sealed copy", f.Name())
 	}
-	link, err := os.Readlink(p)
+	link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +73,7 @@ func TestBinaryPath(t *testing.T) {
 		t.Errorf("sealed copy resolves to %s, want a memfd", link)
 	}
 	// The seals refuse writes even to a descriptor opened for writing.
-	if fd, err := unix.Open(p, unix.O_WRONLY, 0); err == nil {
+	if fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.O_WRONLY, 0); err == nil {
 		defer unix.Close(fd)
 		if _, err := unix.Write(fd, []byte("x")); err == nil {
 			t.Error("wrote to the sealed copy")

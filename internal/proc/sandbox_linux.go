@@ -64,7 +64,7 @@ func (e *SetupError) Error() string { return fmt.Sprintf("setup step %q: %s", e.
 // the init runs; the prepared reply is read by Exec (pipelined), or by
 // WaitPrepared for a warm sandbox.
 func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
-	bin, err := binaryPath(hostIDs(opts, os.Geteuid(), os.Getegid()))
+	bin, err := binaryFile(hostIDs(opts, os.Geteuid(), os.Getegid()))
 	if err != nil {
 		return nil, &SetupError{Step: "seal-binary", Err: err.Error()}
 	}
@@ -80,25 +80,13 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 	}
 	s := &Sandbox{conn: conn, pidfd: -1, stderr: &boundedBuffer{max: 8 << 10}, waitDone: make(chan struct{})}
 	pidfd := -1
-	var startErr error
-	for attempt := 1; ; attempt++ {
-		pidfd = -1
-		s.cmd = initCmd(bin, child, s.stderr, flags, &pidfd)
-		if opts.CgroupFD >= 0 {
-			s.cmd.SysProcAttr.UseCgroupFD, s.cmd.SysProcAttr.CgroupFD = true, opts.CgroupFD
-		}
-		setIdentity(s.cmd.SysProcAttr, opts, prep.Loopback, os.Geteuid(), os.Getegid())
-		onSpawnerThread(func() { startErr = s.cmd.Start() })
-		// Executing /proc/self/fd/N from a child in a new user namespace
-		// fails with EACCES now and then when processes are started
-		// concurrently (reproduced with os/exec alone: about 1 in 600
-		// with four spawners, never with a plain path or without the new
-		// user namespace, and a second attempt has always succeeded).
-		// Nothing ran, so starting again is safe.
-		if startErr == nil || !errors.Is(startErr, syscall.EACCES) || attempt == startAttempts {
-			break
-		}
+	s.cmd = initCmd(bin, child, s.stderr, flags, &pidfd)
+	if opts.CgroupFD >= 0 {
+		s.cmd.SysProcAttr.UseCgroupFD, s.cmd.SysProcAttr.CgroupFD = true, opts.CgroupFD
 	}
+	setIdentity(s.cmd.SysProcAttr, opts, prep.Loopback, os.Geteuid(), os.Getegid())
+	var startErr error
+	onSpawnerThread(func() { startErr = s.cmd.Start() })
 	if err := startErr; err != nil {
 		conn.Close()
 		se := &SetupError{Step: "clone", Err: explainClone(err)}
@@ -118,19 +106,22 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 	return s, nil
 }
 
-// startAttempts bounds the starts of one init (see the EACCES note in Start).
-const startAttempts = 3
-
-// initCmd is the command that starts an init from bin, with the set-up
-// channel child as fd 3.
-func initCmd(bin string, child *os.File, stderr io.Writer, cloneflags uintptr, pidfd *int) *exec.Cmd {
+// initCmd is the command that starts an init from the file bin, with the
+// set-up channel child as its descriptor 3 (spec.ChannelFD).
+func initCmd(bin, child *os.File, stderr io.Writer, cloneflags uintptr, pidfd *int) *exec.Cmd {
 	return &exec.Cmd{
-		Path: bin,
+		// The binary travels as the child's descriptor 4 (spec.BinaryFD)
+		// and is executed from there: a fixed slot. Any other number the
+		// supervisor held it on could be overwritten in the child, which
+		// moves its error pipe to just above the highest descriptor passed
+		// before it execs (exec then fails with EACCES on a pipe: seen
+		// about once in 600 starts when it was kept on descriptor 32).
+		Path: fmt.Sprintf("/proc/self/fd/%d", spec.BinaryFD),
 		Args: []string{spec.Argv0},
 		// The init's Go runtime must not keep host files open (cgroup-aware
 		// GOMAXPROCS reads the host's cpu quota files).
 		Env:        []string{"GODEBUG=containermaxprocs=0,updatemaxprocs=0", "GOMAXPROCS=1", "GOGC=400"},
-		ExtraFiles: []*os.File{child},
+		ExtraFiles: []*os.File{child, bin},
 		Stderr:     stderr,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: cloneflags,

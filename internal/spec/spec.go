@@ -38,6 +38,11 @@ const Version = 1
 // ChannelFD is the descriptor number of the set-up socket in the init.
 const ChannelFD = 3
 
+// BinaryFD is the descriptor the init is executed from (/proc/self/fd/4:
+// the supervisor's pinned binary or its sealed copy, see proc.Start); the
+// init closes it first thing.
+const BinaryFD = 4
+
 // Argv0 is the argv[0] the supervisor gives the re-executed init.
 const Argv0 = "sandbox-init"
 
