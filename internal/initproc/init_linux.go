@@ -361,6 +361,12 @@ func (s *initState) exec(e *spec.Exec, fds []int) (gate, code int) {
 		// The forking thread reads it after this function has closed the
 		// others, and closes it itself.
 		gate, fds = fds[len(fds)-1], fds[:len(fds)-1]
+		// Blocking, whatever the sender's end was opened with: the
+		// forking thread sleeps in read until the release.
+		if err := unix.SetNonblock(gate, false); err != nil {
+			s.fail(stepErr("exec", fmt.Errorf("gate: %w", err)))
+			return gate, 125
+		}
 	}
 	plan := *s.plan
 	if len(e.RunMounts) > 0 {
@@ -516,6 +522,10 @@ func (s *initState) startProgram(e *spec.Exec, fds []int) startResult {
 	}
 	var ws unix.WaitStatus
 	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
+		unix.Kill(pid, unix.SIGKILL)
+		if res.listener >= 0 {
+			unix.Close(res.listener)
+		}
 		return fail(stepErr("exec", fmt.Errorf("program did not stop after exec (status %v, %v)", ws, err)))
 	}
 	res.pid = pid
@@ -524,9 +534,8 @@ func (s *initState) startProgram(e *spec.Exec, fds []int) startResult {
 
 // waitRelease blocks until the supervisor releases the program: a byte on
 // the gate pipe, read right on this thread, or else the Go message. A gate
-// closed without its byte means the supervisor is gone: this thread then
-// never ends, so the program stays stopped until the init, which sees the
-// same end on its channel, kills the run.
+// closed without its byte (or failing) means the supervisor is gone: the
+// run ends here, with the program still stopped.
 func waitRelease(gate int, goCh <-chan struct{}) {
 	if gate < 0 {
 		<-goCh
@@ -542,7 +551,8 @@ func waitRelease(gate int, goCh <-chan struct{}) {
 		case err == unix.EINTR:
 			continue
 		}
-		select {}
+		unix.Kill(-1, unix.SIGKILL)
+		unix.Exit(137)
 	}
 }
 

@@ -366,10 +366,11 @@ func (s *Sandbox) Done() <-chan struct{} { return s.waitDone }
 // for the init to be reaped (bounded).
 func (s *Sandbox) Close() error {
 	s.Kill()
+	var err error
 	select {
 	case <-s.waitDone:
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("sandbox init %d not reaped after SIGKILL", s.Pid)
+		err = fmt.Errorf("sandbox init %d not reaped after SIGKILL", s.Pid)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -381,7 +382,7 @@ func (s *Sandbox) Close() error {
 		s.gate.Close()
 		s.gate = nil
 	}
-	return s.conn.Close()
+	return errors.Join(err, s.conn.Close())
 }
 
 // Stderr returns what the init wrote on its stderr (bounded), for errors.

@@ -64,7 +64,7 @@ func (c *Conn) Send(m Message, fds ...int) error {
 // Recv reads one message and the descriptors that came with it (the caller
 // owns them). At most maxFDs descriptors are kept; extra ones are closed.
 // MaxFDs is the most descriptors one message carries: stdio, the protocol
-// socket and a tasks file per cgroup v1 hierarchy fit.
+// socket, a tasks file per cgroup v1 hierarchy and the release gate fit.
 const MaxFDs = 16
 
 func (c *Conn) Recv(maxFDs int) (Message, []int, error) {

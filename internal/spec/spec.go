@@ -10,16 +10,18 @@
 // limits, per-run mounts and the stdio descriptors.
 //
 //	supervisor                              init (pid 1, root of the new user namespace)
-//	clone(NEWUSER|NEWPID|NEWNS|NEWNET|...) ─► re-executed sealed binary, fd 3 = this socket
-//	Prepare ──────────────────────────────► mount root (phase 1), hostname, lo
+//	clone(NEWUSER|NEWPID|NEWNS|NEWNET|...) ─► the binary, passed as fd 4 (closed at once),
+//	                                          fd 3 = this socket
+//	Prepare ──────────────────────────────► mount root (phase 1), hostname, lo; the forking
+//	                                          thread and the reaper
 //	        ◄────────────────────────────── Reply{Step:"prepared"} | Reply{Err}
-//	Exec + fds [stdin, stdout, stderr, ipc?] ► phase-2 mounts, pivot_root, read-only root,
-//	                                          rlimits, no_new_privs, Landlock, caps, seccomp
-//	                                          (on one locked thread), fork+exec the program
+//	Exec + fds [stdin, stdout, stderr, ipc?, ► read by the forking thread: phase-2 mounts,
+//	  v1 tasks files..., gate]                rlimits, /proc, cgroup entry, no_new_privs,
+//	                                          Landlock, seccomp, fork+exec the program
 //	                                          stopped before its first instruction (ptrace)
-//	        ◄────────────────────────────── Reply{Step:"stopped", Pid} + [seccomp listener fd]
-//	(supervisor moves the program into the run's cgroups)
-//	Go ───────────────────────────────────► release the program (the tracing thread exits)
+//	        ◄────────────────────────────── Reply{Step:"stopped", Pid} + [pidfd, listener]
+//	(supervisor places the program in its cgroups on v2, follows its processes)
+//	one byte on the gate pipe ────────────► release (the forking thread, its tracer, exits)
 //	Signal{Sig} ──────────────────────────► kill(-1, sig): every process of the run
 //	        ◄────────────────────────────── Reply{Step:"exited", Status}
 //
