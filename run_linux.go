@@ -239,7 +239,7 @@ func (r *subRun) place(started proc.Started) error {
 	case r.group == nil:
 		return nil
 	case r.entered:
-		return r.group.ForgetThread(0)
+		return r.group.ForgetThread()
 	}
 	return r.group.AddProcess(started.Pid)
 }

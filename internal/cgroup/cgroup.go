@@ -49,8 +49,8 @@ type Stats struct {
 	// OOMKills counts processes the OOM killer killed inside the run.
 	OOMKills int
 	// PidsPeak is the high-water mark of tasks. On v1 it includes the init's
-	// thread while it was entered (EnterThread): a run that never forks can
-	// report 2.
+	// forking thread while it was inside (OpenTasks): a run that never forks
+	// can report 2.
 	PidsPeak    int64
 	HasPidsPeak bool
 	// PidsLimitHit is true when a fork or clone failed on the pids limit.
@@ -79,7 +79,7 @@ type Features struct {
 	// CloneIntoCgroup is true when Group.Dir returns a v2 directory usable
 	// with clone3(CLONE_INTO_CGROUP) (v2, or the hybrid v2 leaf).
 	CloneIntoCgroup bool
-	// ThreadEntry is true when Group.EnterThread/LeaveThread work (v1).
+	// ThreadEntry is true when Group.OpenTasks works (v1).
 	ThreadEntry bool
 	// Leaf is true on a hybrid host where each run also gets a v2 leaf.
 	Leaf bool
@@ -116,40 +116,29 @@ type Group interface {
 	// belongs to the group and stays valid until Close; do not close it.
 	// Errors with errors.ErrUnsupported when there is no v2 directory.
 	Dir() (fd int, err error)
-	// EnterThread moves one thread (host tid) into the run's cgroups in every
-	// v1 hierarchy, remembering where it was; children it forks from then on
-	// start inside the run. While it is inside, the pids limit is raised by
-	// one so the thread does not take the program's share (see LeaveThread).
-	// Errors with errors.ErrUnsupported on v2.
-	EnterThread(tid int) error
-	// LeaveThread restores the pids limit and then moves the thread back to
-	// the cgroups it was in before EnterThread (or to the parent sandbox/
-	// cgroup of a hierarchy where that cgroup no longer exists).
-	LeaveThread(tid int) error
 	// OpenTasks is the fast way in for a thread (v1): it raises the pids
 	// limit by one and returns the run's tasks file in every v1 hierarchy,
 	// open for writing, for a thread that moves itself in by writing "0" to
 	// each. The kernel moves the writing thread without taking the global
 	// lock that a move by id takes, and so without that lock's RCU grace
 	// period (5-16 ms, measured): about 20 µs per hierarchy. The files are
-	// the caller's to close; ForgetThread(0) restores the limit. Errors with
+	// the caller's to close; ForgetThread restores the limit. Errors with
 	// errors.ErrUnsupported on v2.
 	OpenTasks() ([]*os.File, error)
-	// ForgetThread is for an entered thread that is about to end inside the
-	// run (ending is how it leaves, with no migration): it restores the pids
-	// limit and drops the bookkeeping. Call it while the thread still lives
-	// and before the program can fork, so the program never gets more than
-	// Limits.Pids tasks. tid 0 is the thread that entered through OpenTasks.
-	ForgetThread(tid int) error
+	// ForgetThread is for the thread that came in through OpenTasks and is
+	// about to end inside the run (ending is how it leaves, with no
+	// migration): it restores the pids limit. Call it while the thread
+	// still lives and before the program can fork, so the program never gets
+	// more than Limits.Pids tasks.
+	ForgetThread() error
 	// EnterLeaf moves process pid into the run's v2 leaf on a hybrid host:
 	// the leaf enforces nothing and its accounting is not read, it only
 	// offers cgroup.kill, which then covers pid and everything it forks. A
 	// no-op without a leaf.
 	EnterLeaf(pid int) error
 	// AddProcess moves a whole process into the run, including the hybrid v2
-	// leaf (best effort there). Used by tests and as a fallback; the engine
-	// normally uses Dir or EnterThread so the program is inside from its
-	// first instruction.
+	// leaf (best effort there). On v2 the engine places its stopped program
+	// with it; on v1 the program is born inside (OpenTasks).
 	AddProcess(pid int) error
 	// Stats reads the run's accounting.
 	Stats() (Stats, error)
@@ -159,12 +148,12 @@ type Group interface {
 	// Kill sends SIGKILL to every process of the run and waits (a few seconds
 	// at most) until the run is empty. It uses cgroup.kill where available,
 	// otherwise freezes the run, kills each listed process and thaws, until
-	// no process is left. A thread entered with EnterThread is part of the
-	// run: Kill would kill its process; Close moves it out first.
+	// no process is left. A thread that came in through OpenTasks is part of
+	// the run: Kill kills its process (the engine's init, ending anyway).
 	Kill() error
-	// Close moves entered threads back, kills every process, waits until the
-	// run is empty and removes its directory in every hierarchy. It is
-	// idempotent and safe after a partial Create.
+	// Close kills every process, waits until the run is empty and removes
+	// its directory in every hierarchy. It is idempotent and safe after a
+	// partial Create.
 	Close() error
 }
 

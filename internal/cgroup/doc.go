@@ -16,12 +16,13 @@
 // Backends (picked once by Detect, see RATIONALE.md "why cgroup v1 is still
 // supported"):
 //
-//   - v2: memory, pids and cpu delegated to sandbox/. The program joins the run
-//     at fork with clone3(CLONE_INTO_CGROUP) through Group.Dir.
+//   - v2: memory, pids and cpu delegated to sandbox/. The engine moves its
+//     program in while it is stopped before its first instruction
+//     (Group.AddProcess).
 //   - v1: memory, pids, cpu and cpuacct hierarchies (cpu,cpuacct may be
 //     co-mounted), plus freezer when mounted. The forking thread of the
-//     engine's init is moved in with Group.EnterThread, forks the program
-//     (which inherits the cgroups) and is moved back with Group.LeaveThread.
+//     engine's init moves itself in through Group.OpenTasks and forks the
+//     program, which inherits the cgroups; the thread then ends.
 //   - hybrid: v1 as above plus, where a cgroup2 hierarchy is mounted (usually
 //     /sys/fs/cgroup/unified), a controller-less v2 leaf per run, used for
 //     cgroup.kill and CLONE_INTO_CGROUP. It is a best-effort extra and never

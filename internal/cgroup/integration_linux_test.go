@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/kb-labs/sandbox/internal/testenv"
-	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -290,53 +289,6 @@ func TestIntegrationSweep(t *testing.T) {
 	}
 }
 
-// The init's forking thread enters, forks, leaves: the child is in the run
-// in every v1 hierarchy, the thread is back where it was, and pids.max was
-// raised by one only during the window.
-func TestIntegrationEnterThread(t *testing.T) {
-	m := realManager(t)
-	g := newRun(t, m, Limits{Pids: 8})
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	tid := unix.Gettid()
-	self := fmt.Sprintf("/proc/self/task/%d/cgroup", tid)
-	before, err := os.ReadFile(self)
-	noErr(t, err)
-	noErr(t, g.EnterThread(tid))
-	pidsMax, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", Parent, g.Name(), "pids.max"))
-	cmd := exec.Command("sleep", "1000")
-	startErr := cmd.Start()
-	noErr(t, g.LeaveThread(tid))
-	noErr(t, startErr)
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if strings.TrimSpace(string(pidsMax)) != "9" {
-		t.Errorf("pids.max while entered = %q, want 9", pidsMax)
-	}
-	if b, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", Parent, g.Name(), "pids.max")); strings.TrimSpace(string(b)) != "8" {
-		t.Errorf("pids.max after LeaveThread = %q, want 8", b)
-	}
-	after, err := os.ReadFile(self)
-	noErr(t, err)
-	if string(after) != string(before) {
-		t.Errorf("thread not back where it was:\nbefore %s\nafter  %s", before, after)
-	}
-	child, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
-	noErr(t, err)
-	for _, c := range []string{"memory", "pids", "cpu", "cpuacct", "freezer"} {
-		want := ":" + c + ":/" + Parent + "/" + g.Name() + "\n"
-		if !strings.Contains(string(child), want) {
-			t.Errorf("child not in the run's %s cgroup:\n%s", c, child)
-		}
-	}
-	if got := listedIn(t, filepath.Join("/sys/fs/cgroup/pids", Parent, g.Name())); len(got) != 1 || got[0] != cmd.Process.Pid {
-		t.Errorf("run procs = %v, want only the child %d", got, cmd.Process.Pid)
-	}
-	noErr(t, g.Close())
-	if cmd.Wait() == nil {
-		t.Error("child survived Close")
-	}
-}
-
 // On the hybrid host the v2 leaf takes the program at fork
 // (CLONE_INTO_CGROUP through Dir) and kills it through cgroup.kill even
 // when it is in no v1 group of the run.
@@ -370,14 +322,14 @@ func TestIntegrationV2Leaf(t *testing.T) {
 }
 
 // A thread moves itself in through OpenTasks (writing "0"), raising the
-// pids limit by one until ForgetThread(0), and a child it forks is born
+// pids limit by one until ForgetThread, and a child it forks is born
 // inside every v1 hierarchy of the run.
 func TestIntegrationOpenTasks(t *testing.T) {
 	m := realManager(t)
 	g := newRun(t, m, Limits{Pids: 8})
 	pidsFile := filepath.Join("/sys/fs/cgroup/pids", Parent, g.Name(), "pids.max")
-	if err := g.ForgetThread(0); err == nil {
-		t.Error("ForgetThread(0) before OpenTasks: want an error")
+	if err := g.ForgetThread(); err == nil {
+		t.Error("ForgetThread before OpenTasks: want an error")
 	}
 	files, err := g.OpenTasks()
 	noErr(t, err)
@@ -427,9 +379,9 @@ func TestIntegrationOpenTasks(t *testing.T) {
 	if b, _ := os.ReadFile(pidsFile); strings.TrimSpace(string(b)) != "9" {
 		t.Errorf("pids.max while the thread is inside = %q, want 9", b)
 	}
-	noErr(t, g.ForgetThread(0))
+	noErr(t, g.ForgetThread())
 	if b, _ := os.ReadFile(pidsFile); strings.TrimSpace(string(b)) != "8" {
-		t.Errorf("pids.max after ForgetThread(0) = %q, want 8", b)
+		t.Errorf("pids.max after ForgetThread = %q, want 8", b)
 	}
 	child, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", e.child.Process.Pid))
 	noErr(t, err)

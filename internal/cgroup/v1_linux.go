@@ -115,7 +115,7 @@ func (m *v1Manager) Version() string    { return "v1" }
 func (m *v1Manager) Features() Features { return m.feat }
 
 func (m *v1Manager) group(name string) *v1Group {
-	g := &v1Group{m: m, name: name, leafFD: -1, entered: map[int][]string{}}
+	g := &v1Group{m: m, name: name, leafFD: -1}
 	for _, h := range m.hiers {
 		g.dirs = append(g.dirs, filepath.Join(h.parent, name))
 		g.kill.members = append(g.kill.members, member{dir: filepath.Join(h.parent, name), cgPath: path.Join(h.cgParent, name), ctrl: h.ctrls[0]})
@@ -266,13 +266,12 @@ type v1Group struct {
 	kill   killer
 	limits Limits
 
-	mu      sync.Mutex
-	owned   []string // dirs we created, removed by Close
-	leafFD  int
-	cpu     *os.File         // cpuacct.usage, kept open for CPUUsage
-	entered map[int][]string // tid -> tasks file it came from, per hierarchy
-	opened  bool             // OpenTasks handed out the tasks files
-	closed  bool
+	mu     sync.Mutex
+	owned  []string // dirs we created, removed by Close
+	leafFD int
+	cpu    *os.File // cpuacct.usage, kept open for CPUUsage
+	opened bool     // OpenTasks handed out the tasks files
+	closed bool
 }
 
 var _ Group = (*v1Group)(nil)
@@ -293,86 +292,11 @@ func (g *v1Group) Dir() (int, error) {
 	return g.leafFD, nil
 }
 
-// EnterThread: see Group. The thread's current cgroups are read from
-// /proc/<tid>/task/<tid>/cgroup first so LeaveThread can put it back.
-func (g *v1Group) EnterThread(tid int) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return fmt.Errorf("cgroup: run %q: %w", g.name, os.ErrClosed)
-	}
-	if _, ok := g.entered[tid]; ok {
-		return fmt.Errorf("%w: thread %d already entered run %q", ErrInvalid, tid, g.name)
-	}
-	b, err := os.ReadFile(filepath.Join(g.m.root, "proc", strconv.Itoa(tid), "task", strconv.Itoa(tid), "cgroup"))
-	if err != nil {
-		return fmt.Errorf("cgroup: thread %d: %w", tid, err)
-	}
-	from := g.origins(parseProcCgroup(b))
-	if g.limits.Pids > 0 {
-		if err := g.m.ops.write(filepath.Join(g.dirOf("pids"), "pids.max"), strconv.FormatInt(g.limits.Pids+1, 10)); err != nil {
-			return err
-		}
-	}
-	t := strconv.Itoa(tid)
-	for i, d := range g.dirs {
-		if err := g.m.ops.write(filepath.Join(d, "tasks"), t); err != nil {
-			g.moveBack(tid, from[:i])
-			g.restorePids()
-			return fmt.Errorf("cgroup: enter thread %d: %w", tid, err)
-		}
-	}
-	g.entered[tid] = from
-	return nil
-}
-
-// origins maps the thread's cgroups to the tasks files to return it to; a
-// cgroup outside what our mounts show falls back to the parent sandbox/.
-func (g *v1Group) origins(lines []procCgroup) []string {
-	from := make([]string, len(g.m.hiers))
-	for i, h := range g.m.hiers {
-		from[i] = filepath.Join(h.parent, "tasks")
-		mntRoot, mntPoint := path.Dir(h.cgParent), filepath.Dir(h.parent)
-		for _, l := range lines {
-			if !slices.Contains(l.ctrls, h.ctrls[0]) {
-				continue
-			}
-			if rel, ok := strings.CutPrefix(l.path, mntRoot); ok && (rel == "" || rel[0] == '/' || mntRoot == "/") {
-				from[i] = filepath.Join(mntPoint, rel, "tasks")
-			}
-		}
-	}
-	return from
-}
-
-func (g *v1Group) moveBack(tid int, from []string) error {
-	var errs []error
-	t := strconv.Itoa(tid)
-	for i, f := range from {
-		if err := g.m.ops.write(f, t); err != nil {
-			// The cgroup it came from is gone: park it in sandbox/, outside
-			// the run.
-			if err2 := g.m.ops.write(filepath.Join(g.m.hiers[i].parent, "tasks"), t); err2 != nil {
-				errs = append(errs, fmt.Errorf("cgroup: move thread %d back: %w", tid, errors.Join(err, err2)))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 func (g *v1Group) restorePids() error {
 	if g.limits.Pids <= 0 {
 		return nil
 	}
 	return g.m.ops.write(filepath.Join(g.dirOf("pids"), "pids.max"), strconv.FormatInt(g.limits.Pids, 10))
-}
-
-// LeaveThread: see Group. The limit is restored before the thread leaves so
-// the program never has more than Limits.Pids tasks available.
-func (g *v1Group) LeaveThread(tid int) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.leave(tid)
 }
 
 // EnterLeaf: see Group.
@@ -431,29 +355,13 @@ func (g *v1Group) OpenTasks() ([]*os.File, error) {
 }
 
 // ForgetThread: see Group.
-func (g *v1Group) ForgetThread(tid int) error {
+func (g *v1Group) ForgetThread() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if tid == 0 {
-		if !g.opened {
-			return fmt.Errorf("%w: no thread entered run %q through OpenTasks", ErrInvalid, g.name)
-		}
-		return g.restorePids()
+	if !g.opened {
+		return fmt.Errorf("%w: no thread entered run %q through OpenTasks", ErrInvalid, g.name)
 	}
-	if _, ok := g.entered[tid]; !ok {
-		return fmt.Errorf("%w: thread %d did not enter run %q", ErrInvalid, tid, g.name)
-	}
-	delete(g.entered, tid)
 	return g.restorePids()
-}
-
-func (g *v1Group) leave(tid int) error {
-	from, ok := g.entered[tid]
-	if !ok {
-		return fmt.Errorf("%w: thread %d did not enter run %q", ErrInvalid, tid, g.name)
-	}
-	delete(g.entered, tid)
-	return errors.Join(g.restorePids(), g.moveBack(tid, from))
 }
 
 func (g *v1Group) AddProcess(pid int) error {
@@ -543,13 +451,6 @@ func (g *v1Group) Close() error {
 	}
 	g.closed = true
 	var errs []error
-	// A thread entered by id belongs to someone's process: move it out
-	// before killing, or Kill would take that process down with the run.
-	// (A thread that came in through OpenTasks is the engine's forking
-	// thread, whose init is ending with the run anyway.)
-	for tid := range g.entered {
-		errs = append(errs, g.leave(tid))
-	}
 	if g.leafFD >= 0 {
 		unix.Close(g.leafFD)
 		g.leafFD = -1

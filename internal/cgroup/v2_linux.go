@@ -264,13 +264,10 @@ func (g *v2Group) Dir() (int, error) {
 	return g.dirFD, nil
 }
 
-func (g *v2Group) EnterThread(int) error {
-	return fmt.Errorf("cgroup v2: moving one thread: %w (use Dir with CLONE_INTO_CGROUP)", errors.ErrUnsupported)
+// ForgetThread: v2 has no thread entry (OpenTasks).
+func (g *v2Group) ForgetThread() error {
+	return fmt.Errorf("cgroup v2: no thread entered: %w", errors.ErrUnsupported)
 }
-
-func (g *v2Group) LeaveThread(int) error { return g.EnterThread(0) }
-
-func (g *v2Group) ForgetThread(int) error { return g.EnterThread(0) }
 
 // OpenTasks: v2 moves whole processes only.
 func (g *v2Group) OpenTasks() ([]*os.File, error) {

@@ -58,7 +58,6 @@ type initState struct {
 	prog int // program pid (inside), 0 before start
 	msgs chan spec.Message
 	errs chan error
-	goCh chan struct{}
 	// prepared is closed once Prepare is answered: the forking thread then
 	// reads the Exec message; started carries its outcome to the main
 	// goroutine, which supervises the run.
@@ -80,7 +79,7 @@ func run() int {
 	unix.Close(spec.BinaryFD) // the file this process was executed from
 	unix.CloseOnExec(spec.ChannelFD)
 	closeStrayFDs()
-	s := &initState{conn: spec.NewConn(spec.ChannelFD), goCh: make(chan struct{})}
+	s := &initState{conn: spec.NewConn(spec.ChannelFD)}
 	// Signals are not for the init itself: the supervisor forwards them as
 	// messages. The init runs in a session of its own (proc.Start), so no
 	// terminal's SIGINT reaches it, and the kernel drops any other
@@ -320,7 +319,7 @@ func (s *initState) startForker() error {
 			// Returning without UnlockOSThread ends this thread, and with
 			// it the ptrace link: the program continues from its first
 			// instruction.
-			waitRelease(gate, s.goCh)
+			waitRelease(gate)
 		}
 	}()
 	st := <-ch
@@ -346,27 +345,22 @@ func (s *initState) exec(e *spec.Exec, fds []int) (gate, code int) {
 		s.fail(stepErr("exec", errors.New("exec before prepare")))
 		return gate, 125
 	}
-	want := 3
+	want := 4 // stdio and the release gate
 	if e.IPC {
-		want = 4
-	}
-	if e.Gate {
 		want++
 	}
 	if e.CgroupTasks < 0 || len(fds) != want+e.CgroupTasks {
 		s.fail(stepErr("exec", fmt.Errorf("got %d descriptors, want %d", len(fds), want+max(e.CgroupTasks, 0))))
 		return gate, 125
 	}
-	if e.Gate {
-		// The forking thread reads it after this function has closed the
-		// others, and closes it itself.
-		gate, fds = fds[len(fds)-1], fds[:len(fds)-1]
-		// Blocking, whatever the sender's end was opened with: the
-		// forking thread sleeps in read until the release.
-		if err := unix.SetNonblock(gate, false); err != nil {
-			s.fail(stepErr("exec", fmt.Errorf("gate: %w", err)))
-			return gate, 125
-		}
+	// The gate is last. The forking thread reads it after this function
+	// has closed the others, and closes it itself.
+	gate, fds = fds[len(fds)-1], fds[:len(fds)-1]
+	// Blocking, whatever the sender's end was opened with: the forking
+	// thread sleeps in read until the release.
+	if err := unix.SetNonblock(gate, false); err != nil {
+		s.fail(stepErr("exec", fmt.Errorf("gate: %w", err)))
+		return gate, 125
 	}
 	plan := *s.plan
 	if len(e.RunMounts) > 0 {
@@ -413,11 +407,17 @@ func (s *initState) exec(e *spec.Exec, fds []int) (gate, code int) {
 	// A pidfd tells the supervisor the program's host pid without a walk
 	// through /proc (whose dentries the kernel must then prune when the
 	// init is reaped: measured as the hottest lock of a busy host).
-	var out []int
-	if pfd, err := unix.PidfdOpen(st.pid, 0); err == nil {
-		r.PidFD = true
-		out = append(out, pfd)
+	pfd, err := unix.PidfdOpen(st.pid, 0)
+	if err != nil {
+		unix.Kill(st.pid, unix.SIGKILL)
+		if st.listener >= 0 {
+			unix.Close(st.listener)
+		}
+		s.fail(stepErr("pidfd", err))
+		return gate, 125
 	}
+	r.PidFD = true
+	out := []int{pfd}
 	if st.listener >= 0 {
 		out = append(out, st.listener)
 	}
@@ -533,14 +533,10 @@ func (s *initState) startProgram(e *spec.Exec, fds []int) startResult {
 }
 
 // waitRelease blocks until the supervisor releases the program: a byte on
-// the gate pipe, read right on this thread, or else the Go message. A gate
-// closed without its byte (or failing) means the supervisor is gone: the
-// run ends here, with the program still stopped.
-func waitRelease(gate int, goCh <-chan struct{}) {
-	if gate < 0 {
-		<-goCh
-		return
-	}
+// the gate pipe, read right on this thread. A gate closed without its byte
+// (or failing) means the supervisor is gone: the run ends here, with the
+// program still stopped.
+func waitRelease(gate int) {
 	defer unix.Close(gate)
 	var b [1]byte
 	for {

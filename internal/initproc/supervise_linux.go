@@ -37,8 +37,7 @@ func defaultSignals() error {
 	return nil
 }
 
-// supervise is pid 1's life after the program started: it releases the
-// program when the supervisor says so, forwards signals to every process of
+// supervise is pid 1's life after the program started: it forwards signals to every process of
 // the run, reaps orphans, and when the program (pid 2) ends reports its
 // status and kills whatever it left behind.
 func (s *initState) supervise() int {
@@ -69,7 +68,6 @@ func (s *initState) supervise() int {
 
 // readCommands applies the supervisor's messages after the start.
 func (s *initState) readCommands() {
-	released := false
 	for {
 		m, fds, err := s.conn.Recv(0)
 		closeAll(fds)
@@ -79,11 +77,6 @@ func (s *initState) readCommands() {
 			unix.Exit(137)
 		}
 		switch m.Kind {
-		case spec.KindGo:
-			if !released {
-				released = true
-				close(s.goCh)
-			}
 		case spec.KindSignal:
 			if m.Signal > 0 && m.Signal < 65 {
 				unix.Kill(-1, unix.Signal(m.Signal))

@@ -11,7 +11,6 @@ import (
 
 var sealed struct {
 	once sync.Once
-	path string
 	file *os.File // kept referenced: its finalizer would close the binary
 	err  error
 }
@@ -49,7 +48,7 @@ func binaryFile(ids []int) (*os.File, error) {
 			return pinned.file, nil
 		}
 	}
-	sealed.once.Do(func() { sealed.path, sealed.err = sealBinary() })
+	sealed.once.Do(func() { sealed.file, sealed.err = sealBinary() })
 	return sealed.file, sealed.err
 }
 
@@ -93,28 +92,27 @@ func pinBinary() (*os.File, error) {
 }
 
 // sealBinary makes the sealed in-memory copy.
-func sealBinary() (string, error) {
+func sealBinary() (*os.File, error) {
 	exe, err := os.Open("/proc/self/exe")
 	if err != nil {
-		return "", fmt.Errorf("open own executable: %w", err)
+		return nil, fmt.Errorf("open own executable: %w", err)
 	}
 	defer exe.Close()
 	fd, err := unix.MemfdCreate("sandbox-init", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		return "", fmt.Errorf("memfd_create: %w", err)
+		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "sandbox-init")
 	if err := copyInKernel(f, exe); err != nil {
 		f.Close()
-		return "", fmt.Errorf("copy own executable: %w", err)
+		return nil, fmt.Errorf("copy own executable: %w", err)
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
 		f.Close()
-		return "", fmt.Errorf("seal memfd: %w", err)
+		return nil, fmt.Errorf("seal memfd: %w", err)
 	}
-	sealed.file = f // open for the life of the process: it is the binary
-	return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+	return f, nil // open for the life of the process: it is the binary
 }
 
 // copyInKernel copies src into dst with sendfile: no user-space buffer, and

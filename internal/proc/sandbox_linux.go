@@ -246,7 +246,6 @@ func (s *Sandbox) Exec(e spec.Exec, stdio []*os.File, prepared bool) (Started, e
 	if err != nil {
 		return st, &SetupError{Step: "exec", Err: "gate pipe: " + err.Error()}
 	}
-	e.Gate = true
 	err = s.conn.Send(spec.Message{Kind: spec.KindExec, Exec: &e}, append(fds, int(gateR.Fd()))...)
 	gateR.Close()
 	if err != nil {
@@ -269,25 +268,17 @@ func (s *Sandbox) Exec(e spec.Exec, stdio []*os.File, prepared bool) (Started, e
 		closeFDs(got)
 		return st, s.replyErr(r)
 	}
-	want := 0
-	if r.PidFD {
-		want++
-	}
+	want := 1 // the program's pidfd
 	if r.Listener {
 		want++
 	}
-	if len(got) != want {
+	if !r.PidFD || len(got) != want {
 		closeFDs(got)
-		return st, &SetupError{Step: "stopped", Err: fmt.Sprintf("got %d descriptors, want %d", len(got), want)}
+		return st, &SetupError{Step: "stopped", Err: fmt.Sprintf("got %d descriptors (pidfd %v), want %d", len(got), r.PidFD, want)}
 	}
-	var pid int
-	if r.PidFD {
-		pid, err = pidOfPidfd(got[0])
-		unix.Close(got[0])
-		got = got[1:]
-	} else {
-		pid, err = s.childPid(r.Pid)
-	}
+	pid, err := pidOfPidfd(got[0])
+	unix.Close(got[0])
+	got = got[1:]
 	if r.Listener {
 		st.Listener = got[0]
 	}
@@ -438,38 +429,6 @@ func pidOfPidfd(fd int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("pidfd %d: no Pid line in its fdinfo", fd)
-}
-
-// childPid finds the program's host pid among the init's children (the
-// program and the reaper) from the pid the init knows it by: the fallback
-// when the init could not send a pidfd.
-func (s *Sandbox) childPid(inner int) (int, error) {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.Pid))
-	if err != nil {
-		return 0, err
-	}
-	want := strconv.Itoa(inner)
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", s.Pid, t.Name()))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			st, err := os.ReadFile("/proc/" + f + "/status")
-			if err != nil {
-				continue
-			}
-			for _, line := range strings.Split(string(st), "\n") {
-				if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
-					if ids := strings.Fields(rest); len(ids) > 1 && ids[1] == want {
-						return strconv.Atoi(ids[0])
-					}
-					break
-				}
-			}
-		}
-	}
-	return 0, fmt.Errorf("init %d has no child %d", s.Pid, inner)
 }
 
 func closeFDs(fds []int) {

@@ -54,7 +54,6 @@ type Kind string
 const (
 	KindPrepare Kind = "prepare"
 	KindExec    Kind = "exec"
-	KindGo      Kind = "go"
 	KindSignal  Kind = "signal"
 	KindReply   Kind = "reply"
 )
@@ -91,8 +90,11 @@ type Rlimit struct {
 	Max      int64 `json:"max"`
 }
 
-// Exec is the run: delivered with the stdio descriptors as SCM_RIGHTS in this
-// order: stdin, stdout, stderr, then the protocol socket when IPC is set.
+// Exec is the run: delivered with descriptors as SCM_RIGHTS in this order:
+// stdin, stdout, stderr, the protocol socket when IPC is set, CgroupTasks
+// tasks files, and last the read end of the release gate, a pipe whose write
+// end the supervisor keeps: one byte written there releases the stopped
+// program (read by the forking thread itself, the program's tracer).
 type Exec struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env"`
@@ -114,11 +116,6 @@ type Exec struct {
 	// each before it forks the program, which moves the thread itself into
 	// the run's cgroups (cgroup.Group.OpenTasks).
 	CgroupTasks int `json:"cgroupTasks,omitempty"`
-	// Gate is true when the last descriptor is the read end of a pipe
-	// whose write end the supervisor keeps: one byte written there
-	// releases the stopped program (faster than a message, which another
-	// thread of the init would have to pass on to the forking thread).
-	Gate bool `json:"gate,omitempty"`
 }
 
 // Seccomp configures the system call filter.
