@@ -112,7 +112,7 @@ type Security struct {
 	Seccomp     *bool       `json:"seccomp,omitempty" yaml:"seccomp"`   // default true
 	Landlock    *bool       `json:"landlock,omitempty" yaml:"landlock"` // default true
 	OnViolation OnViolation `json:"onViolation,omitempty" yaml:"onViolation"`
-	HostIDBase  int         `json:"hostIdBase,omitempty" yaml:"hostIdBase"` // default 100000
+	HostIDBase  int         `json:"hostIdBase,omitempty" yaml:"hostIdBase"` // default DefaultHostIDBase (outside subordinate id ranges)
 }
 
 // OnViolation says what a denied system call does.
@@ -171,7 +171,7 @@ const (
 	DefaultMaxOpenFiles  = Count(256)
 	DefaultWorkspaceSize = 256 * MiB
 	DefaultTmpSize       = 64 * MiB
-	DefaultHostIDBase    = 100000
+	DefaultHostIDBase    = 0x70000000 // 1879048192; see hostids.go
 	DefaultMaxMessage    = 16 * MiB
 	DefaultHandshake     = Duration(10 * time.Second)
 	DefaultLogBuffer     = 1 * MiB

@@ -57,6 +57,9 @@ func RunPreflight(ctx context.Context, cfg Config) Preflight {
 		p.add(hc)
 	}
 	if c.Mode == Subprocess {
+		p.add(hostIDCheck(c.Security.HostIDBase))
+	}
+	if c.Mode == Subprocess {
 		p.add(sandboxCheck(ctx, cfg))
 	}
 	for _, rt := range []struct{ name, bin, arg string }{{"runtime node", "node", "--version"}, {"runtime python", "/usr/bin/python3", "--version"}} {
