@@ -119,9 +119,10 @@ func (r *Root) prepare(p *Plan) error {
 	return nil
 }
 
-// Finish is phase 2: it mounts p.Run, detaches the old root and makes the
-// root read-only, in that order (read-only last, so the mount points above
-// can still be created). p must have been built for the same base as the
+// Finish is phase 2: it clones p.Run's host sources, detaches the old root,
+// mounts p.Run and makes the root read-only, in that order (read-only last,
+// so the mount points above can still be created; targets only once the
+// host is out of reach). p must have been built for the same base as the
 // plan given to Prepare (same BaseID). Finish releases r's fds whatever the
 // outcome; it may be called once.
 func (r *Root) Finish(p *Plan) error {
@@ -133,9 +134,30 @@ func (r *Root) Finish(p *Plan) error {
 	if p.BaseID != r.baseID {
 		return step("plan", fmt.Errorf("run plan is for base %s, sandbox prepared with %s", p.BaseID, r.baseID))
 	}
+	// Host sources are cloned (detached, flags set) while the old root is
+	// still reachable, and only then is the old root detached: no target is
+	// resolved or created while a path inside the new root could lead back
+	// to the host. A symlink a previous run left in a shared workdir
+	// (/workspace/data -> /.oldroot/tmp) would otherwise make the mount
+	// point land in the host's /tmp.
+	clones := make([]int, len(p.Run))
+	for i := range clones {
+		clones[i] = -1
+	}
+	defer func() {
+		for _, fd := range clones {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}()
 	for i := range p.Run {
-		if err := r.apply(&p.Run[i]); err != nil {
-			return err
+		if m := &p.Run[i]; m.Kind == KindBind {
+			fd, err := r.cloneSource(m)
+			if err != nil {
+				return step(string(m.Kind)+" "+m.Target, err)
+			}
+			clones[i] = fd
 		}
 	}
 	unix.Close(r.host)
@@ -145,6 +167,18 @@ func (r *Root) Finish(p *Plan) error {
 	}
 	if err := unix.Unlinkat(r.root, oldRoot[1:], unix.AT_REMOVEDIR); err != nil {
 		return step("detach-oldroot", err)
+	}
+	for i := range p.Run {
+		m := &p.Run[i]
+		var err error
+		if m.Kind == KindBind {
+			err = r.moveTo(clones[i], m.Target, m.Dir)
+		} else {
+			err = r.apply(m)
+		}
+		if err != nil {
+			return step(string(m.Kind)+" "+m.Target, err)
+		}
 	}
 	if err := unix.MountSetattr(r.root, "", unix.AT_EMPTY_PATH,
 		&unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
@@ -207,25 +241,40 @@ func attrs(m *Mount) uint64 {
 }
 
 func (r *Root) bind(m *Mount) error {
+	clone, err := r.cloneSource(m)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(clone)
+	return r.moveTo(clone, m.Target, m.Dir)
+}
+
+// cloneSource opens m's host source under the host root and returns a
+// detached recursive clone of it with m's flags already set (never visible
+// writable, submounts included).
+func (r *Root) cloneSource(m *Mount) (int, error) {
+	if r.host < 0 {
+		return -1, pathErr("open source", m.Source, errors.New("the host root is no longer reachable"))
+	}
 	flags := unix.O_PATH
 	if m.Dir {
 		flags |= unix.O_DIRECTORY
 	}
 	src, err := openat2(r.host, m.Source, flags, hostSource)
 	if err != nil {
-		return pathErr("open source", m.Source, err)
+		return -1, pathErr("open source", m.Source, err)
 	}
 	clone, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
 	unix.Close(src)
 	if err != nil {
-		return pathErr("open_tree", m.Source, err)
+		return -1, pathErr("open_tree", m.Source, err)
 	}
-	defer unix.Close(clone)
 	if err := unix.MountSetattr(clone, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE,
 		&unix.MountAttr{Attr_set: attrs(m)}); err != nil {
-		return pathErr("mount_setattr", m.Source, err)
+		unix.Close(clone)
+		return -1, pathErr("mount_setattr", m.Source, err)
 	}
-	return r.moveTo(clone, m.Target, m.Dir)
+	return clone, nil
 }
 
 func (r *Root) moveTo(mnt int, target string, dir bool) error {
@@ -288,7 +337,11 @@ func (r *Root) mask(m *Mount) error {
 	}
 	var clone int
 	if r.nullFd < 0 {
-		null, err := openat2(r.host, "/dev/null", unix.O_PATH, hostSource)
+		from, how := r.host, uint64(hostSource)
+		if from < 0 { // phase 2: the sandbox's /dev/null is a bind of the host's
+			from, how = r.root, inRoot
+		}
+		null, err := openat2(from, "/dev/null", unix.O_PATH, how)
 		if err != nil {
 			return pathErr("open", "/dev/null", err)
 		}

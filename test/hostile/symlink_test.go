@@ -22,6 +22,29 @@ func statOwner(fi os.FileInfo) (uint32, uint32) {
 // absolute path, relative path and through /proc magic links.
 func symlinkCases() []hcase {
 	return []hcase{
+		{name: "mount_target_through_oldroot", fn: func(c *cctx) error {
+			// Run 1 plants a link to where the host's root sits during
+			// set-up; run 2 mounts through it. The mount point must never
+			// be created on the host.
+			wd := c.workdir()
+			name := "hostile-mountpoint-" + randHex(6)
+			o1 := c.run("sh", "-c", "ln -s /.oldroot/tmp /workspace/data")
+			if err := ok(o1); err != nil {
+				return fmt.Errorf("planting the link: %w", err)
+			}
+			if fi, err := os.Lstat(filepath.Join(wd, "data")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+				return fmt.Errorf("run 1 did not leave its link in the workdir (%v)", err)
+			}
+			c.cfg.Permissions.Filesystem.ReadOnly = append(c.cfg.Permissions.Filesystem.ReadOnly,
+				sandbox.Mount{Source: host.binDir, Target: "/workspace/data/" + name})
+			o2 := c.run("true")
+			c.t.Logf("run 2 through the link: %s", o2.res.Status)
+			if _, err := os.Lstat(filepath.Join("/tmp", name)); err == nil {
+				os.RemoveAll(filepath.Join("/tmp", name))
+				return fmt.Errorf("HOST EFFECT: the mount point /tmp/%s was created on the host through /.oldroot", name)
+			}
+			return nil
+		}},
 		{name: "workdir_links_to_host_secret", fn: func(c *cctx) error {
 			wd := c.workdir()
 			rel, _ := filepath.Rel(wd, host.secretFile)
