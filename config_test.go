@@ -140,7 +140,7 @@ func TestZeroMeansDefault(t *testing.T) {
 	case c.Permissions.Network != sandbox.NetworkNone, c.Permissions.Hostname != "sandbox",
 		c.Permissions.Filesystem.WorkspaceSize != 256*sandbox.MiB,
 		c.Security.Seccomp == nil || !*c.Security.Seccomp, c.Security.Landlock == nil || !*c.Security.Landlock,
-		c.Security.OnViolation != sandbox.ViolationErrno, c.Security.HostIDBase != 100000,
+		c.Security.OnViolation != sandbox.ViolationErrno, c.Security.HostIDBase != sandbox.DefaultHostIDBase,
 		c.Protocol.MaxMessageBytes != 16*sandbox.MiB, c.Protocol.HandshakeTimeout != sandbox.Duration(10*time.Second),
 		c.Monitoring.CollectLogs == nil || !*c.Monitoring.CollectLogs, c.Monitoring.LogBufferSize != sandbox.MiB,
 		c.Monitoring.CollectTraces:

@@ -334,7 +334,7 @@ func TestWorkdirOwnership(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	// The sandbox user is host uid hostIdBase+1000.
-	if err := os.Chown(dir, 101000, 101000); err != nil {
+	if err := os.Chown(dir, sandboxUserID, sandboxUserID); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
@@ -345,8 +345,8 @@ func TestWorkdirOwnership(t *testing.T) {
 	if err != nil {
 		t.Fatalf("file written in the workdir is missing on the host: %v", err)
 	}
-	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 101000 {
-		t.Errorf("file owned by host uid %d, want the unprivileged 101000", uid)
+	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != sandboxUserID {
+		t.Errorf("file owned by host uid %d, want the unprivileged %d", uid, sandboxUserID)
 	}
 }
 
@@ -526,7 +526,7 @@ func TestUnreachableSourcesRefused(t *testing.T) {
 	defer os.RemoveAll(wd)
 	os.Chmod(wd, 0o755)
 	_, err = sandbox.New(sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Workdir: wd}}})
-	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "chown 101000:101000") {
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), fmt.Sprintf("chown %d:%d", sandboxUserID, sandboxUserID)) {
 		t.Errorf("root-owned workdir: %v", err)
 	}
 }
@@ -593,7 +593,7 @@ func TestReadWriteFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.Chown(file, 101000, 101000)
+	os.Chown(file, sandboxUserID, sandboxUserID)
 	r := newEngineRunner(t, sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{
 		ReadWrite: []sandbox.Mount{{Source: file, Target: "/data/db.txt"}}}}})
 	res := sh(t, r, "echo new >> /data/db.txt")
@@ -602,3 +602,7 @@ func TestReadWriteFile(t *testing.T) {
 		t.Errorf("host file reads %q", b)
 	}
 }
+
+// sandboxUserID is the host uid and gid of the sandbox user with the
+// default host id base.
+const sandboxUserID = sandbox.DefaultHostIDBase + 1000

@@ -254,9 +254,9 @@ func TestFileHandlerLimits(t *testing.T) {
 func TestFileHandlerCancel(t *testing.T) {
 	testenv.Require(t, "root", "userns", "node")
 	out := t.TempDir()
-	// The sandbox user (host id 101000 with the default base) writes /out;
+	// The sandbox user (host id DefaultHostIDBase+1000) writes /out;
 	// the temp directories' ancestors must be searchable from inside.
-	if err := os.Chown(out, 101000, 101000); err != nil {
+	if err := os.Chown(out, sandboxUserID, sandboxUserID); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(filepath.Dir(out), 0o755); err != nil {
