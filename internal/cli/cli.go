@@ -60,6 +60,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return versionCmd(env, nil)
+	}
 	for _, c := range commands() {
 		if c.name == args[0] {
 			return c.run(env, args[1:])
@@ -90,16 +93,27 @@ func version() string {
 		if v := bi.Main.Version; v != "" && v != "(devel)" {
 			return v
 		}
+		rev, dirty := "", ""
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "devel-" + s.Value[:12]
+			switch {
+			case s.Key == "vcs.revision" && len(s.Value) >= 12:
+				rev = s.Value[:12]
+			case s.Key == "vcs.modified" && s.Value == "true":
+				dirty = "+dirty"
 			}
+		}
+		if rev != "" {
+			return "devel-" + rev + dirty
 		}
 	}
 	return "devel"
 }
 
 func versionCmd(env *Env, args []string) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(env.Stdout, "Usage: sandbox version (also: sandbox --version)\n\nPrints the version of this build and the Go release it was built with.")
+		return 0
+	}
 	if len(args) > 0 {
 		fmt.Fprintf(env.Stderr, "sandbox version: unexpected argument %q\n", args[0])
 		return exitUsage
@@ -109,6 +123,11 @@ func versionCmd(env *Env, args []string) int {
 	if bi != nil {
 		goVersion = bi.GoVersion
 	}
-	fmt.Fprintf(env.Stdout, "sandbox %s (%s)\n", version(), strings.TrimSpace(goVersion))
+	v, note := version(), ""
+	if v == "devel" {
+		// go run stamps no revision: say how to get one.
+		note = "; no revision stamped: build with go build or go install"
+	}
+	fmt.Fprintf(env.Stdout, "sandbox %s (%s%s)\n", v, strings.TrimSpace(goVersion), note)
 	return 0
 }
