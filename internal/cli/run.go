@@ -376,10 +376,15 @@ func reason(r *sandbox.Result) string {
 	return oneLine(errors.New(msg))
 }
 
+// maxLine bounds the one-line reason: long enough for any message of the
+// engine's own with its fix (a rootless cgroup error names several), short
+// enough that a handler's megabyte-long error message stays a line.
+const maxLine = 4096
+
 func oneLine(err error) string {
 	s := strings.ReplaceAll(err.Error(), "\n", " ")
-	if len(s) > 400 {
-		s = s[:400] + "…"
+	if len(s) > maxLine {
+		s = strings.ToValidUTF8(s[:maxLine], "") + "…"
 	}
 	return s
 }
