@@ -40,6 +40,8 @@ type Sandbox struct {
 	pidfd  int
 	stderr *boundedBuffer
 
+	answered bool // a reply came: the process is a sandbox init
+
 	mu       sync.Mutex
 	killed   bool
 	gate     *os.File // write end of the release gate, until Release
@@ -388,6 +390,7 @@ func (s *Sandbox) recvReply(maxFDs int) (spec.Reply, []int, error) {
 		closeFDs(fds)
 		return spec.Reply{}, nil, &SetupError{Step: "protocol", Err: "unexpected message " + string(m.Kind)}
 	}
+	s.answered = true
 	return *m.Reply, fds, nil
 }
 
@@ -408,6 +411,15 @@ func (s *Sandbox) deadErr(step string, err error) error {
 	msg := err.Error()
 	if out := strings.TrimSpace(s.stderr.String()); out != "" {
 		msg += ": init said: " + out
+	}
+	select {
+	case <-s.waitDone:
+		if !s.answered {
+			// Our init answers every message, failures included; a process
+			// that ended without a word ran the caller's main instead.
+			msg += " (the re-executed binary exited without answering: a program using the library must call sandbox.InitMain() first in main, before anything else)"
+		}
+	default:
 	}
 	return &SetupError{Step: step, Err: msg}
 }
