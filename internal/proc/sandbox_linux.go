@@ -88,7 +88,15 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 	}
 	setIdentity(s.cmd.SysProcAttr, opts, prep.Loopback, os.Geteuid(), os.Getegid())
 	var startErr error
-	onSpawnerThread(func() { startErr = s.cmd.Start() })
+	onSpawnerThread(func() {
+		if os.Geteuid() == 0 {
+			// The namespace's owner is the sandbox root's host id, not host
+			// root: see asCreator.
+			startErr = asCreator(opts.HostIDBase, opts.HostIDBase, s.cmd.Start)
+			return
+		}
+		startErr = s.cmd.Start()
+	})
 	if err := startErr; err != nil {
 		conn.Close()
 		se := &SetupError{Step: "clone", Err: explainClone(err)}
