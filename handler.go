@@ -30,6 +30,15 @@ type Handler struct {
 
 	// Func is a Go function run in-process (trusted code).
 	Func Func
+
+	// Files are written into the run's /workspace, inside the sandbox,
+	// before the program starts (subprocess mode; the workspace must be the
+	// sandbox's own tmpfs, not a host workdir). For a file handler without
+	// a plugin root in its ExecutionContext they are also its plugin root:
+	// the workspace is mounted read-only at /plugin, so File names one of
+	// them. Bounded by MaxWorkspaceFiles, MaxWorkspaceFileBytes and the
+	// workspace size.
+	Files []WorkspaceFile
 }
 
 // Func is an in-process Go handler. It must honour ctx: a function that
@@ -112,6 +121,9 @@ func (h Handler) Kind() (Kind, error) {
 	}
 	if h.Protocol && k != KindCommand {
 		return "", fmt.Errorf("%w: Protocol applies to commands only", ErrInvalidHandler)
+	}
+	if err := checkFiles(h.Files); err != nil {
+		return "", err
 	}
 	return k, nil
 }

@@ -23,6 +23,9 @@ func newInProcess(cfg *Config) (*inProcess, error) {
 }
 
 func (s *inProcess) supports(k Kind, h Handler) error {
+	if len(h.Files) > 0 {
+		return fmt.Errorf("%w: Files need subprocess mode (a workspace of the sandbox's own)", ErrUnsupportedHandler)
+	}
 	switch k {
 	case KindFunc, KindWASM:
 		return nil

@@ -19,7 +19,7 @@ func landlockRules(p *mount.Plan, bestEffort bool) *spec.Landlock {
 				if !m.ReadOnly && m.Target != "/dev" {
 					ll.ReadWrite = append(ll.ReadWrite, m.Target)
 				}
-			case mount.KindBind:
+			case mount.KindBind, mount.KindRebind:
 				if m.ReadOnly {
 					ll.ReadExec = append(ll.ReadExec, m.Target)
 				} else if m.Dir || !m.Dev {

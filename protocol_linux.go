@@ -140,7 +140,7 @@ func (r *subRun) insideContext() ExecutionContext {
 		c.Outdir = mount.Out
 	}
 	c.PluginRoot = ""
-	if _, ok, _ := pluginRoot(r.rs.ec); ok && r.rs.kind == KindFile {
+	if _, ok, _ := pluginRoot(r.rs.ec); (ok || r.filesArePlugin()) && r.rs.kind == KindFile {
 		c.PluginRoot = pluginTarget
 	}
 	return c

@@ -188,6 +188,13 @@ func (r *subRun) start() (pipes, error) {
 		execSpec.CgroupTasks = len(tasks)
 		r.entered = true
 	}
+	if len(execSpec.Files) > 0 {
+		content, err := filesContent(r.rs.handler.Files)
+		if err != nil {
+			return fail(err)
+		}
+		theirs = append(theirs, content)
+	}
 	started, err := r.box.Exec(execSpec, theirs, true)
 	closeFiles(theirs)
 	theirs = nil
@@ -283,7 +290,23 @@ func (r *subRun) plan() (*mount.Plan, error) {
 	if r.rs.kind == KindFile {
 		p.Run = append(p.Run, bootstrapFiles()...) // /sandbox/bootstrap (runtime_linux.go)
 	}
+	if r.filesArePlugin() {
+		for _, m := range p.Run {
+			if pathWithin(m.Target, pluginTarget) {
+				return nil, &ConfigError{Field: "permissions.filesystem", Value: m.Target,
+					Want: "no mount at or under " + pluginTarget + ": the handler's Files are its plugin root there"}
+			}
+		}
+		// The workspace, where the init writes the files, seen read-only.
+		p.Run = append(p.Run, mount.Mount{Kind: mount.KindRebind, Source: mount.Workspace, Target: pluginTarget, Dir: true, ReadOnly: true})
+	}
 	return p, nil
+}
+
+// filesArePlugin reports whether the handler's Files form its plugin root:
+// a file handler with Files and no plugin root of the caller's.
+func (r *subRun) filesArePlugin() bool {
+	return r.rs.kind == KindFile && len(r.rs.handler.Files) > 0 && r.rs.ec.PluginRoot == ""
 }
 
 func cgroupLimits(e Execution) cgroup.Limits {
@@ -354,6 +377,9 @@ func (r *subRun) specs(plan *mount.Plan) (spec.Prepare, spec.Exec, error) {
 		Rlimits:     r.rlimits(),
 		IPC:         ipc,
 		OOMScoreAdj: 1000,
+	}
+	for _, f := range r.rs.handler.Files {
+		e.Files = append(e.Files, spec.File{Path: f.Path, Mode: uint32(fileMode(f.Mode)), Size: int64(len(f.Content))})
 	}
 	e.Seccomp = r.s.seccompSpec()
 	if r.s.landlock > 0 {

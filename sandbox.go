@@ -88,6 +88,9 @@ func (r *Runner) run(ctx context.Context, h Handler, input any, execCtx *Executi
 	if err := ec.validate(); err != nil {
 		return nil, err
 	}
+	if err := filesFit(&r.cfg, h, ec); err != nil {
+		return nil, err
+	}
 	if ec.RequestID == "" {
 		ec.RequestID = newRequestID()
 	}

@@ -185,3 +185,27 @@ func (c *runnerCache) poolDepth() int {
 	}
 	return n
 }
+
+// budget is a count of bytes that may be held at once (request bodies in
+// memory). take fails at once rather than waiting: a client is better
+// served by a quick 429 than by a request that hangs.
+type budget struct {
+	mu   sync.Mutex
+	left int64
+}
+
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.left {
+		return false
+	}
+	b.left -= n
+	return true
+}
+
+func (b *budget) put(n int64) {
+	b.mu.Lock()
+	b.left += n
+	b.mu.Unlock()
+}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -19,14 +18,15 @@ import (
 	"github.com/kb-labs/sandbox"
 )
 
-// RunRequest is the body of POST /v1/runs (DESIGN.md section 8).
+// RunRequest is the body of POST /v1/runs. It is decoded strictly
+// (decodeStrict): keys as spelled here, each once.
 type RunRequest struct {
 	Handler     *HandlerSpec    `json:"handler"`
 	Files       []File          `json:"files,omitempty"`
 	Input       json.RawMessage `json:"input,omitempty"`
 	Stdin       *string         `json:"stdin,omitempty"`
 	StdinBase64 *string         `json:"stdinBase64,omitempty"`
-	Context     json.RawMessage `json:"context,omitempty"`
+	Context     *RunContext     `json:"context,omitempty"`
 	Limits      *Limits         `json:"limits,omitempty"`
 	Permissions *Permissions    `json:"permissions,omitempty"`
 }
@@ -39,6 +39,53 @@ type HandlerSpec struct {
 	Runtime  string   `json:"runtime,omitempty"`
 	File     string   `json:"file,omitempty"`
 	Export   string   `json:"export,omitempty"`
+}
+
+// RunContext is the execution context a client may give: that of
+// sandbox.ExecutionContext without its host paths (workdir, outdir,
+// pluginRoot), which only the library and the CLI honour. Having no field
+// for them, the type cannot carry one into a run, whatever the spelling.
+// TraceID, SpanID and ParentSpanID are replaced by the server's own trace.
+type RunContext struct {
+	RequestID     string               `json:"requestId,omitempty"`
+	PluginID      string               `json:"pluginId,omitempty"`
+	PluginVersion string               `json:"pluginVersion,omitempty"`
+	ConfigSection string               `json:"configSection,omitempty"`
+	User          *sandbox.User        `json:"user,omitempty"`
+	Debug         bool                 `json:"debug,omitempty"`
+	TraceID       string               `json:"traceId,omitempty"`
+	SpanID        string               `json:"spanId,omitempty"`
+	ParentSpanID  string               `json:"parentSpanId,omitempty"`
+	Adapter       map[string]any       `json:"adapterContext,omitempty"`
+	AdapterMeta   *sandbox.AdapterMeta `json:"adapterMeta,omitempty"`
+	DryRun        bool                 `json:"dryRun,omitempty"`
+	Version       string               `json:"version,omitempty"`
+}
+
+// hostPathKeys are the ExecutionContext keys naming host paths.
+var hostPathKeys = []string{"workdir", "outdir", "pluginRoot"}
+
+// refuseKey names host-path keys, in any case, as not accepted over HTTP
+// (rather than merely unknown).
+func (*RunContext) refuseKey(key string) (string, bool) {
+	for _, k := range hostPathKeys {
+		if strings.EqualFold(key, k) {
+			return "host paths are not accepted over HTTP; send files instead", true
+		}
+	}
+	return "", false
+}
+
+// executionContext is the engine's context for c; it has no host path.
+func (c *RunContext) executionContext() sandbox.ExecutionContext {
+	if c == nil {
+		return sandbox.ExecutionContext{}
+	}
+	return sandbox.ExecutionContext{
+		RequestID: c.RequestID, PluginID: c.PluginID, PluginVersion: c.PluginVersion,
+		ConfigSection: c.ConfigSection, User: c.User, Debug: c.Debug,
+		Adapter: c.Adapter, AdapterMeta: c.AdapterMeta, DryRun: c.DryRun, Version: c.Version,
+	}
 }
 
 // Permissions a request may ask for, within the operator's ceilings.
@@ -54,10 +101,6 @@ type EnvPermissions struct {
 	Set   map[string]string `json:"set,omitempty"`
 }
 
-// hostPathFields are ExecutionContext fields naming host paths: honoured
-// from the library and the CLI only, never from HTTP clients.
-var hostPathFields = []string{"workdir", "outdir", "pluginRoot"}
-
 // prepared is a validated request, ready to run.
 type prepared struct {
 	cfg     sandbox.Config
@@ -68,44 +111,14 @@ type prepared struct {
 	runtime bool
 }
 
-// decodeRun reads the body strictly: one JSON object, no unknown fields.
-func decodeRun(body io.Reader) (*RunRequest, error) {
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
+// decodeRun decodes a body read in full (readBody) strictly: one JSON
+// object, every key known and spelled exactly, none twice.
+func decodeRun(body []byte) (*RunRequest, error) {
 	var req RunRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, jsonError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, err
-		}
-		return nil, badRequest("the body must hold exactly one JSON object")
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, err
 	}
 	return &req, nil
-}
-
-// jsonError turns decoder errors into client messages (the decoder's own
-// strings are not part of the API).
-func jsonError(err error) error {
-	var mbe *http.MaxBytesError
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &mbe), errors.As(err, &se), errors.As(err, &te):
-		return err
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return &Error{http.StatusRequestTimeout, CodeBadRequest, "the body was not received in time"}
-	case errors.Is(err, io.EOF):
-		return badRequest("empty body; want a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("the body ends in the middle of the JSON")
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return badRequest("unknown field %s", clip(name))
-	}
-	return badRequest("the body is not a valid run request")
 }
 
 // prepare validates the request against the server's ceilings and builds
@@ -178,9 +191,10 @@ func (s *Server) prepare(req *RunRequest, requestID string) (*prepared, error) {
 		p.input = json.RawMessage(req.Input)
 	}
 
-	if err := s.decodeContext(req.Context, &p.ec); err != nil {
+	if err := checkContext(req.Context); err != nil {
 		return nil, err
 	}
+	p.ec = req.Context.executionContext()
 	if p.ec.RequestID == "" {
 		p.ec.RequestID = requestID
 	}
@@ -194,30 +208,10 @@ func (s *Server) prepare(req *RunRequest, requestID string) (*prepared, error) {
 	return p, nil
 }
 
-func (s *Server) decodeContext(raw json.RawMessage, ec *sandbox.ExecutionContext) error {
-	if len(raw) == 0 || string(raw) == "null" {
+// checkContext applies the context's own rules, naming the key.
+func checkContext(ec *RunContext) error {
+	if ec == nil {
 		return nil
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return badRequest("context: want a JSON object")
-	}
-	for _, f := range hostPathFields {
-		if _, ok := fields[f]; ok {
-			return badRequest("context.%s: host paths are not accepted over HTTP; send files instead", f)
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(ec); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return badRequest("context.%s: wrong JSON type", te.Field)
-		}
-		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return badRequest("context: unknown field %s", clip(name))
-		}
-		return badRequest("context: not a valid execution context")
 	}
 	if ec.RequestID != "" && !validRequestID(ec.RequestID) {
 		return badRequest("context.requestId: want at most 128 visible ASCII characters")
@@ -307,8 +301,30 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := requestIDFrom(ctx)
 
-	// Admission first: a queued request's body stays in the socket, so the
-	// memory of waiting requests is bounded by the kernel, not by us.
+	// The body is read and validated before admission: a client that sends
+	// it slowly (or never) holds its own connection and the bytes it sent,
+	// never a run slot or a queue place. See RATIONALE.md, "Bodies before
+	// admission".
+	body, release, err := s.readBody(w, r)
+	if err != nil {
+		// What is left of the body is not worth waiting for.
+		w.Header().Set("Connection", "close")
+		s.writeError(w, r, err)
+		return
+	}
+	defer release()
+	req, err := decodeRun(body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p, err := s.prepare(req, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, body = nil, nil // what the run needs is in p now
+
 	qStart := time.Now()
 	_, qspan := s.tracer.Start(ctx, "queue")
 	leave, err := s.gate.enter(ctx, s.stopping)
@@ -318,8 +334,6 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 			s.metrics.rejected.WithLabelValues("client_gone").Inc()
 			return
 		}
-		// The body stays unread: close rather than wait to discard it.
-		w.Header().Set("Connection", "close")
 		s.writeError(w, r, err)
 		return
 	}
@@ -328,29 +342,64 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
 
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Now().Add(s.bodyTimeout))
-	req, err := decodeRun(http.MaxBytesReader(w, r.Body, s.maxBody))
-	if err != nil {
-		// What is left of the body is not worth waiting for.
-		w.Header().Set("Connection", "close")
-		s.writeError(w, r, err)
-		return
-	}
-	// Cleared at once: the connection's background read (which notices a
-	// client that goes away) must not time out during the run.
-	rc.SetReadDeadline(time.Time{})
-	p, err := s.prepare(req, id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	res, err := s.execute(ctx, p)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// errBodies answers a body that would take the memory held by request
+// bodies past Options.MaxBodyMemory.
+var errBodies = &Error{http.StatusTooManyRequests, CodeOverloaded, "too many request bodies in memory; retry later"}
+
+// readBody reads the whole body within the body deadline: at most maxBody
+// bytes (413 past it), charged to the server's budget for bodies in memory
+// as they arrive (429 past it), so a client holds only what it has sent.
+// release returns the charge; call it when the run no longer needs the
+// request.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	if r.ContentLength > s.maxBody {
+		return nil, nil, &http.MaxBytesError{Limit: s.maxBody}
+	}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(s.bodyTimeout))
+	// Cleared once read: the connection's background read (which notices a
+	// client that goes away) must not time out during the run.
+	defer rc.SetReadDeadline(time.Time{})
+	var held int64
+	release = func() { s.bodies.put(held) }
+	rd := http.MaxBytesReader(w, r.Body, s.maxBody)
+	buf := make([]byte, 0)
+	for {
+		if len(buf) == cap(buf) {
+			grow := int64(max(cap(buf), 16<<10))
+			grow = min(grow, s.maxBody+1-int64(cap(buf))) // +1: room to see the byte past the limit
+			if !s.bodies.take(grow) {
+				release()
+				return nil, nil, errBodies
+			}
+			held += grow
+			buf = append(make([]byte, 0, int64(cap(buf))+grow), buf...)
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, release, nil
+		}
+		if err != nil {
+			release()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, nil, &Error{http.StatusRequestTimeout, CodeBadRequest, "the body was not received in time"}
+			}
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, nil, err
+			}
+			return nil, nil, badRequest("the body could not be read")
+		}
+	}
 }
 
 // execute builds the run's directory, runs, and removes the directory.

@@ -42,6 +42,7 @@ const (
 	DefaultMaxQueue     = 64
 	DefaultMaxBodyBytes = 10 * sandbox.MiB
 	DefaultMaxFiles     = 1000
+	DefaultMaxBodyMem   = 256 * sandbox.MiB
 	DefaultDrainTimeout = 30 * time.Second
 )
 
@@ -56,6 +57,11 @@ type Options struct {
 	// os.TempDir()). Uploaded files and what runs write to /workspace live
 	// there until the run ends; put it on a size-limited filesystem.
 	RunDir string
+	// MaxBodyMemory bounds the bytes of request bodies held in memory at
+	// once, over every request being read, queued or run (default 256 MiB,
+	// and never less than the body limit). A body that would pass it is
+	// answered 429 OVERLOADED.
+	MaxBodyMemory int64
 	// MaxFiles caps the files of one request (default 1000); their total
 	// size is capped by the body limit.
 	MaxFiles int
@@ -83,10 +89,11 @@ type Server struct {
 	token    [32]byte
 	hasToken bool
 	maxBody  int64
+	bodies   budget // bytes of request bodies in memory (Options.MaxBodyMemory)
 	files    fileLimits
 	conc     int
-	// bodyTimeout bounds reading a run's body after admission: a client
-	// slower than this holds a concurrency slot for nothing.
+	// bodyTimeout bounds reading a run's body (before admission: a slow
+	// client holds its connection only).
 	bodyTimeout time.Duration
 	queue       int
 	allowHost   bool
@@ -144,6 +151,10 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	s.maxBody = int64(sc.MaxBodyBytes)
 	if s.maxBody <= 0 {
 		s.maxBody = int64(DefaultMaxBodyBytes)
+	}
+	s.bodies.left = max(opts.MaxBodyMemory, s.maxBody)
+	if opts.MaxBodyMemory <= 0 {
+		s.bodies.left = max(int64(DefaultMaxBodyMem), s.maxBody)
 	}
 	s.files = fileLimits{count: opts.MaxFiles, total: s.maxBody, depth: 32}
 	if s.files.count <= 0 {
@@ -208,7 +219,7 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		// No ReadTimeout: its deadline would also end the connection's
 		// background read during a long run, which cancels the run. The
-		// body gets its own deadline (bodyTimeout) once admitted.
+		// body gets its own read deadline (bodyTimeout, readBody).
 		IdleTimeout: 120 * time.Second,
 		// No WriteTimeout: a run may last up to the timeout ceiling and is
 		// bounded by it; a write timeout would cut answers of long runs.

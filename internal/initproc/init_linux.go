@@ -349,6 +349,9 @@ func (s *initState) exec(e *spec.Exec, fds []int) (gate, code int) {
 	if e.IPC {
 		want++
 	}
+	if len(e.Files) > 0 {
+		want++ // the files' content
+	}
 	if e.CgroupTasks < 0 || len(fds) != want+e.CgroupTasks {
 		s.fail(stepErr("exec", fmt.Errorf("got %d descriptors, want %d", len(fds), want+max(e.CgroupTasks, 0))))
 		return gate, 125
@@ -356,6 +359,11 @@ func (s *initState) exec(e *spec.Exec, fds []int) (gate, code int) {
 	// The gate is last. The forking thread reads it after this function
 	// has closed the others, and closes it itself.
 	gate, fds = fds[len(fds)-1], fds[:len(fds)-1]
+	content := -1
+	if len(e.Files) > 0 {
+		content, fds = fds[len(fds)-1], fds[:len(fds)-1]
+		defer unix.Close(content)
+	}
 	// Blocking, whatever the sender's end was opened with: the forking
 	// thread sleeps in read until the release.
 	if err := unix.SetNonblock(gate, false); err != nil {
@@ -376,6 +384,12 @@ func (s *initState) exec(e *spec.Exec, fds []int) (gate, code int) {
 		return gate, 125
 	}
 	s.root = nil
+	if content >= 0 {
+		if err := writeFiles(e.Files, content, e.UID, e.GID); err != nil {
+			s.fail(stepErr("workspace-files", err))
+			return gate, 125
+		}
+	}
 	if err := mount.VerifyCwd(e.Dir); err != nil {
 		s.fail(stepErr("chdir", err))
 		return gate, 125

@@ -217,6 +217,8 @@ func (r *Root) apply(m *Mount) error {
 		err = r.symlink(m)
 	case KindFile:
 		err = r.file(m)
+	case KindRebind:
+		err = r.rebind(m)
 	default:
 		err = fmt.Errorf("unknown kind %q", m.Kind)
 	}
@@ -275,6 +277,27 @@ func (r *Root) cloneSource(m *Mount) (int, error) {
 		return -1, pathErr("mount_setattr", m.Source, err)
 	}
 	return clone, nil
+}
+
+// rebind binds a directory of the new root itself at m.Target (the
+// workspace, read-only, as a plugin root). The source is resolved in the
+// new root without following any symlink: it never names a host path.
+func (r *Root) rebind(m *Mount) error {
+	src, err := openat2(r.root, m.Source, unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_SYMLINKS|unix.RESOLVE_NO_MAGICLINKS)
+	if err != nil {
+		return pathErr("open source", m.Source, err)
+	}
+	clone, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
+	unix.Close(src)
+	if err != nil {
+		return pathErr("open_tree", m.Source, err)
+	}
+	defer unix.Close(clone)
+	if err := unix.MountSetattr(clone, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE,
+		&unix.MountAttr{Attr_set: attrs(m)}); err != nil {
+		return pathErr("mount_setattr", m.Source, err)
+	}
+	return r.moveTo(clone, m.Target, true)
 }
 
 func (r *Root) moveTo(mnt int, target string, dir bool) error {

@@ -103,6 +103,7 @@ const (
 	KindReadOnly Kind = "readonly" // rebind existing Target onto itself read-only; skipped when absent
 	KindSymlink  Kind = "symlink"  // Target -> Link
 	KindFile     Kind = "file"     // a file with Data, read-only once the root is sealed
+	KindRebind   Kind = "rebind"   // bind the sandbox's own directory Source (a path inside the new root) at Target
 )
 
 // Mount is one step of a Plan. Every mount is nosuid; every mount is nodev

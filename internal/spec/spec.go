@@ -16,9 +16,10 @@
 //	                                          thread and the reaper
 //	        ◄────────────────────────────── Reply{Step:"prepared"} | Reply{Err}
 //	Exec + fds [stdin, stdout, stderr, ipc?, ► read by the forking thread: phase-2 mounts,
-//	  v1 tasks files..., gate]                rlimits, /proc, cgroup entry, no_new_privs,
-//	                                          Landlock, seccomp, fork+exec the program
-//	                                          stopped before its first instruction (ptrace)
+//	  v1 tasks files..., files?, gate]        the workspace files, rlimits, /proc, cgroup
+//	                                          entry, no_new_privs, Landlock, seccomp,
+//	                                          fork+exec the program stopped before its
+//	                                          first instruction (ptrace)
 //	        ◄────────────────────────────── Reply{Step:"stopped", Pid} + [pidfd, listener]
 //	(supervisor places the program in its cgroups on v2, follows its processes)
 //	one byte on the gate pipe ────────────► release (the forking thread, its tracer, exits)
@@ -92,9 +93,10 @@ type Rlimit struct {
 
 // Exec is the run: delivered with descriptors as SCM_RIGHTS in this order:
 // stdin, stdout, stderr, the protocol socket when IPC is set, CgroupTasks
-// tasks files, and last the read end of the release gate, a pipe whose write
-// end the supervisor keeps: one byte written there releases the stopped
-// program (read by the forking thread itself, the program's tracer).
+// tasks files, the files' content when Files is not empty, and last the
+// read end of the release gate, a pipe whose write end the supervisor
+// keeps: one byte written there releases the stopped program (read by the
+// forking thread itself, the program's tracer).
 type Exec struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env"`
@@ -116,6 +118,21 @@ type Exec struct {
 	// each before it forks the program, which moves the thread itself into
 	// the run's cgroups (cgroup.Group.OpenTasks).
 	CgroupTasks int `json:"cgroupTasks,omitempty"`
+	// Files are written into /workspace once the root is finished, before
+	// the program starts. Their contents, one after the other in this
+	// order, are a sealed memfd sent as a descriptor (a message stays
+	// small whatever the files hold).
+	Files []File `json:"files,omitempty"`
+}
+
+// MaxFiles bounds Exec.Files.
+const MaxFiles = 4096
+
+// File is one workspace file of Exec.Files.
+type File struct {
+	Path string `json:"path"` // relative to /workspace, validated by the supervisor and checked again by the init
+	Mode uint32 `json:"mode"` // permission bits only
+	Size int64  `json:"size"` // bytes of the content descriptor that are this file's
 }
 
 // Seccomp configures the system call filter.
