@@ -28,7 +28,12 @@ import (
 // reach the host directory a context key names.
 func TestHostileKeySpelling(t *testing.T) {
 	ts := startServer(t, sandbox.Config{}, Options{})
-	host := t.TempDir()
+	// Reachable by the sandbox's host ids (t.TempDir's parent is 0700).
+	host, err := os.MkdirTemp("/tmp", "sbx-hostile-host-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(host)
 	os.Chmod(host, 0o777)
 	if err := os.WriteFile(filepath.Join(host, "host-secret.txt"), []byte("host-secret-value\n"), 0o644); err != nil {
 		t.Fatal(err)

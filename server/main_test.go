@@ -28,8 +28,10 @@ func TestMain(m *testing.M) {
 // testServer is a Server listening on a real loopback port.
 type testServer struct {
 	*Server
-	url    string
-	token  string
+	url   string
+	token string
+	// runDir is the server's TMPDIR for the test, where a host directory
+	// of a run would appear: runs must leave it empty.
 	runDir string
 	logs   *syncBuffer
 	errc   chan error
@@ -52,8 +54,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// newRunDir returns a run directory whose ancestors the sandbox user can
-// search (t.TempDir's parent is 0700).
+// testRunDir returns a fresh directory, searchable by the sandbox user
+// (t.TempDir's parent is 0700), for the server's TMPDIR.
 func testRunDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sbx-server-test-")
@@ -69,10 +71,8 @@ func startServer(t testing.TB, cfg sandbox.Config, opts Options) *testServer {
 	t.Helper()
 	testenv.Require(t, "root", "userns")
 	ts := &testServer{logs: &syncBuffer{}, errc: make(chan error, 1)}
-	if opts.RunDir == "" {
-		opts.RunDir = testRunDir(t)
-	}
-	ts.runDir = opts.RunDir
+	ts.runDir = testRunDir(t)
+	t.Setenv("TMPDIR", ts.runDir)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(ts.logs, nil))
 	}
@@ -160,7 +160,7 @@ func (ts *testServer) run(t testing.TB, req any) *sandbox.Result {
 	return &res
 }
 
-// leftovers lists the per-run directories still present.
+// leftovers lists what runs left (or made) in dir.
 func leftovers(t testing.TB, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)

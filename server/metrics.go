@@ -50,7 +50,7 @@ func newMetrics() *metrics {
 			Name: "sandbox_rejected_total", Help: "Requests answered with an error, by error code (lower case).",
 		}, []string{"reason"}),
 		setup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sandbox_setup_duration_seconds", Help: "Time spent before the program runs, by phase (queue, workspace, runner, sandbox).",
+			Name: "sandbox_setup_duration_seconds", Help: "Time spent before the program runs, by phase (body: read and validated; queue; runner; sandbox).",
 			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}, []string{"phase"}),
 	}

@@ -307,7 +307,7 @@ func TestMetricsAndCapabilities(t *testing.T) {
 		`sandbox_queue_depth 0`,
 		`sandbox_pool_depth 0`,
 		`sandbox_rejected_total{reason="unauthorized"} 1`,
-		`sandbox_setup_duration_seconds_count{phase="workspace"} 1`,
+		`sandbox_setup_duration_seconds_count{phase="body"} 1`,
 		`sandbox_setup_duration_seconds_count{phase="sandbox"} 1`,
 		`sandbox_setup_duration_seconds_count{phase="queue"} 1`,
 	} {
@@ -337,7 +337,7 @@ func TestMetricsAndCapabilities(t *testing.T) {
 
 func TestRefusesNonLoopbackWithoutToken(t *testing.T) {
 	testenv.Require(t, "root", "userns")
-	srv, err := New(sandbox.Config{}, Options{RunDir: testRunDir(t), Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	srv, err := New(sandbox.Config{}, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,6 @@ type prepared struct {
 	handler sandbox.Handler
 	input   any
 	ec      sandbox.ExecutionContext
-	files   []decodedFile
 	runtime bool
 }
 
@@ -161,7 +160,19 @@ func (s *Server) prepare(req *RunRequest, requestID string) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.files = files
+	if ws := s.cfg.Permissions.Filesystem.WorkspaceSize; ws > 0 {
+		var total int64
+		for _, f := range files {
+			total += int64(len(f.Content))
+		}
+		if total > int64(ws) {
+			return nil, aboveCeiling("files: %d bytes, more than the run's workspace holds (permissions.filesystem.workspaceSize %d)", total, int64(ws))
+		}
+	}
+	// Written by the engine into the sandbox's own workspace tmpfs (and,
+	// for a runtime handler, its plugin root at /plugin): nothing of the
+	// request reaches the host's disk.
+	p.handler.Files = files
 
 	n := 0
 	for _, set := range []bool{len(req.Input) > 0, req.Stdin != nil, req.StdinBase64 != nil} {
@@ -305,8 +316,11 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	// it slowly (or never) holds its own connection and the bytes it sent,
 	// never a run slot or a queue place. See RATIONALE.md, "Bodies before
 	// admission".
+	bStart := time.Now()
+	_, bspan := s.tracer.Start(ctx, "body")
 	body, release, err := s.readBody(w, r)
 	if err != nil {
+		bspan.End()
 		// What is left of the body is not worth waiting for.
 		w.Header().Set("Connection", "close")
 		s.writeError(w, r, err)
@@ -314,16 +328,17 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	req, err := decodeRun(body)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	var p *prepared
+	if err == nil {
+		p, err = s.prepare(req, id)
 	}
-	p, err := s.prepare(req, id)
+	bspan.End()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	req, body = nil, nil // what the run needs is in p now
+	s.metrics.setup.WithLabelValues("body").Observe(time.Since(bStart).Seconds())
 
 	qStart := time.Now()
 	_, qspan := s.tracer.Start(ctx, "queue")
@@ -402,30 +417,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, 
 	}
 }
 
-// execute builds the run's directory, runs, and removes the directory.
+// execute runs p on a Runner for its configuration. The run has no host
+// directory: its workspace is the sandbox's own tmpfs.
 func (s *Server) execute(ctx context.Context, p *prepared) (*sandbox.Result, error) {
 	parentID := trace.SpanContextFromContext(ctx).SpanID().String()
 	ctx, span := s.tracer.Start(ctx, "run")
 	defer span.End()
-	uid := s.hostID()
-
-	wStart := time.Now()
-	_, wspan := s.tracer.Start(ctx, "workspace")
-	dir, err := newRunDir(s.opts.RunDir, uid, uid)
-	if err == nil {
-		defer os.RemoveAll(dir)
-		err = writeFiles(dir, p.files, uid, uid)
-	}
-	wspan.End()
-	if err != nil {
-		span.SetStatus(codes.Error, "workspace")
-		return nil, &Error{http.StatusInternalServerError, CodeInternal, "the run's workspace could not be written; the server log has the details"}
-	}
-	s.metrics.setup.WithLabelValues("workspace").Observe(time.Since(wStart).Seconds())
-	p.ec.Workdir = dir
-	if p.runtime {
-		p.ec.PluginRoot = dir
-	}
 
 	rStart := time.Now()
 	runner, release, created, err := s.runners.acquire(p.cfg)
@@ -457,7 +454,6 @@ func (s *Server) execute(ctx context.Context, p *prepared) (*sandbox.Result, err
 		return nil, err
 	}
 	s.observe(ctx, span, res)
-	scrub(res, dir)
 	if !s.traces {
 		res.Traces = nil
 	}
@@ -484,29 +480,6 @@ func (s *Server) observe(ctx context.Context, span trace.Span, res *sandbox.Resu
 	if !res.OK {
 		span.SetStatus(codes.Error, st)
 	}
-}
-
-// scrub replaces the run directory's host path in what the engine wrote
-// (set-up messages, its own log notes) by the path the run saw.
-func scrub(res *sandbox.Result, dir string) {
-	if res.Error != nil {
-		res.Error.Message = strings.ReplaceAll(res.Error.Message, dir, "/workspace")
-		res.Error.Stack = strings.ReplaceAll(res.Error.Stack, dir, "/workspace")
-	}
-	for i := range res.Logs {
-		if res.Logs[i].Source == "sandbox" {
-			res.Logs[i].Message = strings.ReplaceAll(res.Logs[i].Message, dir, "/workspace")
-		}
-	}
-}
-
-// hostID is the host uid and gid of the sandbox user (hostIdBase+1000).
-func (s *Server) hostID() int {
-	base := s.cfg.Security.HostIDBase
-	if base == 0 {
-		base = sandbox.DefaultHostIDBase
-	}
-	return base + 1000
 }
 
 func (s *Server) cfgAllowHost() bool   { return s.allowHost }

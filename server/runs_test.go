@@ -69,7 +69,7 @@ func TestRunFilesEnvStdin(t *testing.T) {
 		}
 		names[s.Name()] = true
 	}
-	for _, n := range []string{"POST /v1/runs", "queue", "workspace", "run", "sandbox.setup", "sandbox.execute"} {
+	for _, n := range []string{"POST /v1/runs", "body", "queue", "run", "sandbox.setup", "sandbox.execute"} {
 		if !names[n] {
 			t.Errorf("no span %q among %v", n, names)
 		}
@@ -283,17 +283,17 @@ func TestRuntimeHandlerFromFiles(t *testing.T) {
 func TestNewRefusesBadConfig(t *testing.T) {
 	testenv.Require(t, "root", "userns")
 	dir := testRunDir(t)
+	t.Setenv("TMPDIR", dir)
 	tests := []struct {
 		name string
 		cfg  sandbox.Config
 		opts Options
 		want string
 	}{
-		{"default above ceiling", sandbox.Config{Server: sandbox.ServerConfig{Defaults: sandbox.Execution{Memory: sandbox.GiB}, Ceilings: sandbox.Execution{Memory: 256 * sandbox.MiB}}}, Options{RunDir: dir}, "memoryBytes"},
-		{"unlimited default under a ceiling", sandbox.Config{Server: sandbox.ServerConfig{Ceilings: sandbox.Execution{CPUTime: sandbox.Duration(time.Second)}}}, Options{RunDir: dir}, "cpuTimeMs"},
-		{"bad env ceiling", sandbox.Config{Server: sandbox.ServerConfig{EnvAllowCeiling: []string{"*"}}}, Options{RunDir: dir}, "envAllowCeiling"},
-		{"inprocess", sandbox.Config{Mode: sandbox.InProcess}, Options{RunDir: dir}, "subprocess"},
-		{"unsearchable run dir", sandbox.Config{}, Options{RunDir: t.TempDir()}, "run directory"},
+		{"default above ceiling", sandbox.Config{Server: sandbox.ServerConfig{Defaults: sandbox.Execution{Memory: sandbox.GiB}, Ceilings: sandbox.Execution{Memory: 256 * sandbox.MiB}}}, Options{}, "memoryBytes"},
+		{"unlimited default under a ceiling", sandbox.Config{Server: sandbox.ServerConfig{Ceilings: sandbox.Execution{CPUTime: sandbox.Duration(time.Second)}}}, Options{}, "cpuTimeMs"},
+		{"bad env ceiling", sandbox.Config{Server: sandbox.ServerConfig{EnvAllowCeiling: []string{"*"}}}, Options{}, "envAllowCeiling"},
+		{"inprocess", sandbox.Config{Mode: sandbox.InProcess}, Options{}, "subprocess"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -304,7 +304,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		})
 	}
 	if n, _ := os.ReadDir(dir); len(n) != 0 {
-		t.Errorf("New left %d entries in the run directory", len(n))
+		t.Errorf("New left %d entries in TMPDIR", len(n))
 	}
 }
 

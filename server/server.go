@@ -26,7 +26,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kb-labs/sandbox"
-	"github.com/kb-labs/sandbox/internal/mount"
 )
 
 //go:embed openapi.json
@@ -53,17 +52,14 @@ type Options struct {
 	Token string
 	// Logger receives the JSON request log; nil logs JSON to stderr.
 	Logger *slog.Logger
-	// RunDir is where per-run directories are created (default
-	// os.TempDir()). Uploaded files and what runs write to /workspace live
-	// there until the run ends; put it on a size-limited filesystem.
-	RunDir string
 	// MaxBodyMemory bounds the bytes of request bodies held in memory at
 	// once, over every request being read, queued or run (default 256 MiB,
 	// and never less than the body limit). A body that would pass it is
 	// answered 429 OVERLOADED.
 	MaxBodyMemory int64
-	// MaxFiles caps the files of one request (default 1000); their total
-	// size is capped by the body limit.
+	// MaxFiles caps the files of one request (default 1000, at most
+	// sandbox.MaxWorkspaceFiles); their total size is capped by the body
+	// limit and the workspace size (permissions.filesystem.workspaceSize).
 	MaxFiles int
 	// DrainTimeout bounds how long ServeListener's shutdown (its ctx done)
 	// lets runs in flight finish before cancelling them (default 30s).
@@ -160,6 +156,7 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	if s.files.count <= 0 {
 		s.files.count = DefaultMaxFiles
 	}
+	s.files.count = min(s.files.count, sandbox.MaxWorkspaceFiles)
 	s.bodyTimeout = opts.bodyTimeout
 	if s.bodyTimeout <= 0 {
 		s.bodyTimeout = 60 * time.Second
@@ -173,12 +170,6 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 		s.queue = DefaultMaxQueue
 	case s.queue < 0:
 		s.queue = 0
-	}
-	if s.opts.RunDir == "" {
-		s.opts.RunDir = os.TempDir()
-	}
-	if err := checkRunDir(s.opts.RunDir, s.hostID()); err != nil {
-		return nil, fmt.Errorf("server: run directory %s: %w", s.opts.RunDir, err)
 	}
 	if s.opts.DrainTimeout <= 0 {
 		s.opts.DrainTimeout = DefaultDrainTimeout
@@ -498,16 +489,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("shut down")
 	return err
-}
-
-// checkRunDir makes a per-run directory the way runs will, and checks that
-// the sandbox user can use it as a workspace (every ancestor searchable):
-// better refused at start than failing every run.
-func checkRunDir(base string, id int) error {
-	dir, err := newRunDir(base, id, id)
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	return mount.PrepareHostDir(dir, id, id)
 }

@@ -3,12 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
-	"github.com/kb-labs/sandbox/internal/testenv"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,35 +49,6 @@ func TestCheckFiles(t *testing.T) {
 				t.Fatalf("status %d, want 400", toAPIError(err).Status)
 			}
 		})
-	}
-}
-
-func TestWriteFilesOwnershipAndModes(t *testing.T) {
-	testenv.Require(t, "root") // chown to the sandbox ids
-	base := t.TempDir()
-	dir, err := newRunDir(base, 101000, 101000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := checkFiles([]File{{Path: "bin/run", Content: "#!/bin/sh\n", Mode: "0750"}, {Path: "bin/x/y", Content: "z"}}, fileLimits{10, 100, 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := writeFiles(dir, files, 101000, 101000); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		rel  string
-		mode os.FileMode
-	}{{".", 0o700 | os.ModeDir}, {"bin", 0o755 | os.ModeDir}, {"bin/run", 0o750}, {"bin/x/y", 0o644}} {
-		fi, err := os.Lstat(filepath.Join(dir, c.rel))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if fi.Mode() != c.mode || st.Uid != 101000 || st.Gid != 101000 {
-			t.Errorf("%s: mode %v owner %d:%d, want %v 101000:101000", c.rel, fi.Mode(), st.Uid, st.Gid, c.mode)
-		}
 	}
 }
 

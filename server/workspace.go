@@ -5,11 +5,10 @@ import (
 	"errors"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/kb-labs/sandbox"
 )
 
 // File is one inline file of a run request.
@@ -27,20 +26,13 @@ type fileLimits struct {
 	depth int   // path components
 }
 
-// decodedFile is a validated file ready to be written.
-type decodedFile struct {
-	rel  string // cleaned, relative, slash-separated
-	data []byte
-	mode os.FileMode
-}
-
 // checkFiles validates paths, encodings and modes, and decodes the
-// contents. Nothing touches the disk here.
-func checkFiles(files []File, lim fileLimits) ([]decodedFile, error) {
+// contents for the engine (sandbox.Handler.Files, which checks them again).
+func checkFiles(files []File, lim fileLimits) ([]sandbox.WorkspaceFile, error) {
 	if len(files) > lim.count {
 		return nil, badRequest("files: %d files; at most %d are accepted", len(files), lim.count)
 	}
-	out := make([]decodedFile, 0, len(files))
+	out := make([]sandbox.WorkspaceFile, 0, len(files))
 	seen := map[string]bool{}
 	var total int64
 	for i, f := range files {
@@ -77,13 +69,13 @@ func checkFiles(files []File, lim fileLimits) ([]decodedFile, error) {
 		if total > lim.total {
 			return nil, badRequest("files: more than %d bytes in all", lim.total)
 		}
-		out = append(out, decodedFile{rel: rel, data: data, mode: mode})
+		out = append(out, sandbox.WorkspaceFile{Path: rel, Content: data, Mode: mode})
 	}
 	// A file cannot also be a directory of another file.
 	for _, f := range out {
-		for dir := path.Dir(f.rel); dir != "."; dir = path.Dir(dir) {
+		for dir := path.Dir(f.Path); dir != "."; dir = path.Dir(dir) {
 			if seen[dir] {
-				return nil, badRequest("files: %q is a file and also the directory of %q", dir, f.rel)
+				return nil, badRequest("files: %q is a file and also the directory of %q", dir, f.Path)
 			}
 		}
 	}
@@ -127,78 +119,4 @@ func clip(s string) string {
 		return s[:64] + "..."
 	}
 	return s
-}
-
-// writeFiles writes the files into dir (a fresh directory the server just
-// created) and hands everything to uid:gid, the sandbox user's host ids,
-// so the run can write its workspace. Every component is created here with
-// O_NOFOLLOW/O_EXCL relative to the parent's descriptor, so no symlink can
-// redirect a write (nothing else writes into dir before the run).
-func writeFiles(dir string, files []decodedFile, uid, gid int) error {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	made := map[string]bool{}
-	for _, f := range files {
-		parent := path.Dir(f.rel)
-		if parent != "." && !made[parent] {
-			if err := mkdirAll(root, parent, uid, gid, made); err != nil {
-				return err
-			}
-		}
-		fh, err := root.OpenFile(f.rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-		if err != nil {
-			return err
-		}
-		_, werr := fh.Write(f.data)
-		if werr == nil {
-			werr = fh.Chown(uid, gid)
-		}
-		if werr == nil {
-			// Chmod after chown: the mode is exactly what the client asked,
-			// unaffected by the umask.
-			werr = fh.Chmod(f.mode)
-		}
-		if cerr := fh.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return werr
-		}
-	}
-	return os.Chown(dir, uid, gid)
-}
-
-func mkdirAll(root *os.Root, rel string, uid, gid int, made map[string]bool) error {
-	parts := strings.Split(rel, "/")
-	for i := range parts {
-		p := strings.Join(parts[:i+1], "/")
-		if made[p] {
-			continue
-		}
-		if err := root.Mkdir(p, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
-		if err := root.Lchown(p, uid, gid); err != nil {
-			return err
-		}
-		made[p] = true
-	}
-	return nil
-}
-
-// newRunDir creates the per-run directory under base, owned by the sandbox
-// user (mode 0700: only that user and root can enter it).
-func newRunDir(base string, uid, gid int) (string, error) {
-	dir, err := os.MkdirTemp(base, "sandbox-run-")
-	if err != nil {
-		return "", err
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		os.RemoveAll(dir)
-		return "", err
-	}
-	return filepath.Clean(dir), nil
 }
