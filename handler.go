@@ -116,7 +116,7 @@ func (h Handler) Kind() (Kind, error) {
 			return "", fmt.Errorf("%w: file handler without a file", ErrInvalidHandler)
 		}
 		if strings.HasPrefix(h.File, "/") || strings.Contains("/"+h.File+"/", "/../") {
-			return "", fmt.Errorf("%w: file %q: want a path relative to the plugin root, without ..", ErrInvalidHandler, h.File)
+			return "", fmt.Errorf("%w: file %q: want a path relative to the plugin root, without '..' components", ErrInvalidHandler, h.File)
 		}
 	}
 	if h.Protocol && k != KindCommand {

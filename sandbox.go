@@ -140,7 +140,6 @@ type runState struct {
 	start  time.Time
 	ring   *monitor.Ring
 	traces *monitor.Recorder
-	root   *monitor.Span
 
 	stream *Stream
 
