@@ -11,7 +11,7 @@ import (
 	"github.com/kb-labs/sandbox"
 )
 
-// Stable error codes of DESIGN.md section 8.
+// Stable error codes of the API (server/openapi.json).
 const (
 	CodeBadRequest        = "BAD_REQUEST"
 	CodeUnauthorized      = "UNAUTHORIZED"

@@ -9,7 +9,7 @@ import (
 	"github.com/kb-labs/sandbox"
 )
 
-// Limits are the request-facing limits (DESIGN.md section 8): numbers with
+// Limits are the request-facing limits: numbers with
 // the unit in the name. Zero or absent means the server's default.
 type Limits struct {
 	TimeoutMs        int64   `json:"timeoutMs,omitempty"`
@@ -84,7 +84,7 @@ var limitFields = []limitField{
 		func(e *sandbox.Execution, v float64) { e.MaxFileSize = sandbox.Size(v) }, 1},
 }
 
-// builtinDefaults are DESIGN.md section 7's defaults, spelled out because
+// builtinDefaults are the engine's documented defaults, spelled out because
 // the engine applies them privately.
 var builtinDefaults = sandbox.Execution{
 	Timeout: sandbox.DefaultTimeout, Grace: sandbox.DefaultGrace, CPUTime: sandbox.Unlimited,

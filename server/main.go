@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	fs.SetOutput(io.Discard)
 	listen := fs.String("listen", "", "address to listen on (default "+DefaultListen+", or server.listen of the config)")
 	tokenFile := fs.String("token-file", "", "file holding the bearer token (default: $SANDBOX_TOKEN, or server.tokenFile)")
-	configFile := fs.String("config", "", "YAML or JSON config file (DESIGN.md section 7)")
+	configFile := fs.String("config", "", "YAML or JSON config file")
 	drain := fs.Duration("drain-timeout", DefaultDrainTimeout, "how long runs in flight may finish after SIGTERM")
 	usage := func(msg string) int {
 		fmt.Fprintf(stderr, "sandbox serve: %s\n", msg)

@@ -6,7 +6,7 @@ import (
 )
 
 // poolDepth registers sandbox_pool_depth: the warm sandboxes ready now,
-// over every Runner the server holds (DESIGN.md section 5, pool depth).
+// over every Runner the server holds (pool depth).
 func (m *metrics) poolDepth(depth func() int) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sandbox_pool_depth", Help: "Warm sandboxes ready (pool.size per configuration in use).",

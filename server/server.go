@@ -35,7 +35,7 @@ var openAPI []byte
 // /v1/openapi.json).
 func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
 
-// Defaults of the service (DESIGN.md section 7, server section).
+// Defaults of the service (the server section of the configuration).
 const (
 	DefaultListen       = "127.0.0.1:8080"
 	DefaultMaxQueue     = 64
