@@ -179,7 +179,9 @@ func TestAmpSpawnHelper(t *testing.T) {
 }
 
 // bounded checks the Result and the supervisor's memory against the caps.
-func (o *cliOutcome) bounded(maxOutput int, baseline int64) error { return o.boundedLine(maxOutput, baseline, 0) }
+func (o *cliOutcome) bounded(maxOutput int, baseline int64) error {
+	return o.boundedLine(maxOutput, baseline, 0)
+}
 
 // boundedLine is bounded for a run that sends one protocol line of line
 // bytes: the decoder holds a line up to protocol.maxMessageBytes (another
