@@ -18,7 +18,10 @@ import (
 // a bound; past it an observer that does not keep up loses log and progress
 // events (never OnStart, OnCancel, OnError or OnComplete). Run waits briefly
 // for the observers to see OnComplete before returning, and stops waiting for
-// an observer that is blocked.
+// an observer that is blocked. The queue of each observer is bounded in
+// events and in bytes (lines and progress messages counted as a run's log
+// ring counts them), so an observer that falls behind a flood of output costs
+// a bounded amount of memory.
 type Observer struct {
 	OnStart    func(StartEvent)
 	OnLog      func(LogEvent)
@@ -56,12 +59,16 @@ type CancelEvent struct {
 
 const (
 	observerQueue = 4096
+	// observerQueueBytes bounds what the log and progress events queued for
+	// one observer hold (their messages, metas and per-event overhead).
+	observerQueueBytes = 8 << 20
 	// hookWait bounds how long Run waits for observers to take OnComplete.
 	hookWait = 200 * time.Millisecond
 )
 
 type event struct {
 	call     func(*Observer)
+	cost     int           // bytes charged to the queue's byte budget
 	critical bool          // never dropped
 	done     chan struct{} // closed once delivered (or skipped)
 }
@@ -75,6 +82,7 @@ type observerLoop struct {
 	o       Observer
 	ch      chan event
 	busy    atomic.Int64 // unix nanos when the current call started, 0 when idle
+	queued  atomic.Int64 // cost of the events queued and not yet delivered
 	dropped atomic.Int64
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -101,6 +109,7 @@ func (l *observerLoop) loop() {
 			l.busy.Store(time.Now().UnixNano())
 			l.safeCall(ev.call)
 			l.busy.Store(0)
+			l.queued.Add(-int64(ev.cost))
 			if ev.done != nil {
 				close(ev.done)
 			}
@@ -114,18 +123,31 @@ func (l *observerLoop) safeCall(f func(*Observer)) {
 }
 
 // emit queues an event for every observer. Non-critical events are dropped
-// for an observer whose queue is full; critical ones wait for room, unless
-// the observer is stuck in a call, in which case they are dropped too.
-func (d *dispatcher) emit(call func(*Observer), critical bool) []chan struct{} {
+// for an observer whose queue is full, in events or in bytes (cost is what
+// the event holds); critical ones wait for room, unless the observer is stuck
+// in a call, in which case they are dropped too.
+func (d *dispatcher) emit(call func(*Observer), critical bool, cost int) []chan struct{} {
 	var dones []chan struct{}
 	for _, l := range d.obs {
 		ev := event{call: call, critical: critical}
 		if critical {
 			ev.done = make(chan struct{})
+		} else {
+			// Charged before queueing, so that concurrent runs cannot
+			// together overshoot the budget.
+			if l.queued.Add(int64(cost)) > observerQueueBytes {
+				l.queued.Add(-int64(cost))
+				l.dropped.Add(1)
+				continue
+			}
+			ev.cost = cost
 		}
 		select {
 		case l.ch <- ev:
 		default:
+			if !critical {
+				l.queued.Add(-int64(cost))
+			}
 			if !critical || l.stuck() {
 				l.dropped.Add(1)
 				continue
@@ -180,10 +202,10 @@ func (d *dispatcher) start(e StartEvent) {
 		if o.OnStart != nil {
 			o.OnStart(e)
 		}
-	}, true)
+	}, true, 0)
 }
 
-func (d *dispatcher) logLine(e LogEvent) {
+func (d *dispatcher) logLine(e LogEvent, cost int) {
 	if len(d.obs) == 0 {
 		return
 	}
@@ -191,10 +213,10 @@ func (d *dispatcher) logLine(e LogEvent) {
 		if o.OnLog != nil {
 			o.OnLog(e)
 		}
-	}, false)
+	}, false, cost)
 }
 
-func (d *dispatcher) progress(e ProgressEvent) {
+func (d *dispatcher) progress(e ProgressEvent, cost int) {
 	if len(d.obs) == 0 {
 		return
 	}
@@ -202,7 +224,7 @@ func (d *dispatcher) progress(e ProgressEvent) {
 		if o.OnProgress != nil {
 			o.OnProgress(e)
 		}
-	}, false)
+	}, false, cost)
 }
 
 // finish delivers OnCancel, OnError and OnComplete and waits briefly for
@@ -222,18 +244,18 @@ func (d *dispatcher) finish(r *Result) {
 			if o.OnCancel != nil {
 				o.OnCancel(ev)
 			}
-		}, true)
+		}, true, 0)
 	}
 	if !r.OK {
 		d.emit(func(o *Observer) {
 			if o.OnError != nil {
 				o.OnError(r)
 			}
-		}, true)
+		}, true, 0)
 	}
 	waitDelivered(d.emit(func(o *Observer) {
 		if o.OnComplete != nil {
 			o.OnComplete(r)
 		}
-	}, true))
+	}, true, 0))
 }

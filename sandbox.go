@@ -173,8 +173,11 @@ func (rs *runState) log(l LogLine) {
 	if l.Time.IsZero() {
 		l.Time = time.Now().UTC()
 	}
-	rs.ring.Add(monitor.Line{Time: l.Time, Level: l.Level, Source: l.Source, Message: l.Message, Meta: l.Meta})
-	rs.hooks.logLine(LogEvent{RequestID: rs.ec.RequestID, Line: l})
+	// The observers get the line as the ring keeps it: cut to the per-line
+	// caps, so that their queues are bounded like the ring.
+	m, cost := rs.ring.Add(monitor.Line{Time: l.Time, Level: l.Level, Source: l.Source, Message: l.Message, Meta: l.Meta})
+	l.Message, l.Meta = m.Message, m.Meta
+	rs.hooks.logLine(LogEvent{RequestID: rs.ec.RequestID, Line: l}, cost)
 }
 
 // lineSink adapts monitor lines (from output streams) to log.
@@ -189,7 +192,9 @@ func (rs *runState) progress(percent float64, message string) {
 	if percent > 100 {
 		percent = 100
 	}
-	rs.hooks.progress(ProgressEvent{RequestID: rs.ec.RequestID, Percent: percent, Message: message})
+	message = monitor.FitMessage(message, 0)
+	rs.hooks.progress(ProgressEvent{RequestID: rs.ec.RequestID, Percent: percent, Message: message},
+		monitor.LineOverhead+len(message))
 }
 
 // limit records that a limit verdict fired (precedence decides later).
@@ -260,6 +265,13 @@ func (rs *runState) finish() *Result {
 	if *rs.cfg.Monitoring.CollectLogs {
 		for _, l := range rs.ring.Lines() {
 			r.Logs = append(r.Logs, LogLine{Time: l.Time, Level: l.Level, Source: l.Source, Message: l.Message, Meta: l.Meta})
+		}
+		if n := rs.ring.Dropped(); n > 0 {
+			// Appended, not added to the ring: the note must not evict a
+			// line itself (RATIONALE.md, "What a log line costs").
+			r.Logs = append(r.Logs, LogLine{Time: time.Now().UTC(), Level: "warn", Source: "sandbox",
+				Message: fmt.Sprintf("%d earlier log lines were dropped: the log passed monitoring.logBufferSize (%s)",
+					n, rs.cfg.Monitoring.LogBufferSize)})
 		}
 	}
 	if rs.cfg.Monitoring.CollectTraces {

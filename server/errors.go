@@ -131,5 +131,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", fmt.Sprint(len(b)+1))
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	// Two writes rather than append: a Result can be megabytes, and
+	// append would copy it once more.
+	w.Write(b)
+	w.Write([]byte{'\n'})
 }

@@ -1,11 +1,14 @@
 package monitor
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 func messages(ls []Line) []string {
@@ -16,26 +19,29 @@ func messages(ls []Line) []string {
 	return out
 }
 
+// cost is what the ring charges a plain message of n ASCII bytes.
+func cost(n int) int { return LineOverhead + 2 + n }
+
 func TestRingEvictsOldestFirst(t *testing.T) {
-	r := NewRing(10)
+	r := NewRing(cost(4) + cost(4) + cost(2))
 	for _, m := range []string{"aaaa", "bbbb", "cc", "dddd", "e"} {
 		r.Add(Line{Message: m})
 	}
-	// aaaa+bbbb+cc = 10 fit; dddd evicts aaaa (10), e evicts bbbb (7).
+	// aaaa+bbbb+cc fit; dddd evicts aaaa, e evicts bbbb.
 	got := strings.Join(messages(r.Lines()), ",")
-	if got != "cc,dddd,e" || r.Dropped() != 2 || r.Bytes() != 7 {
-		t.Fatalf("lines %q dropped %d bytes %d; want cc,dddd,e 2 7", got, r.Dropped(), r.Bytes())
+	if want := cost(2) + cost(4) + cost(1); got != "cc,dddd,e" || r.Dropped() != 2 || r.Bytes() != want {
+		t.Fatalf("lines %q dropped %d bytes %d; want cc,dddd,e 2 %d", got, r.Dropped(), r.Bytes(), want)
 	}
 }
 
 func TestRingStaysWithinBudget(t *testing.T) {
-	r := NewRing(1000)
+	r := NewRing(100 * cost(10))
 	for i := range 5000 {
 		r.Add(Line{Message: fmt.Sprintf("line %05d", i)}) // 10 bytes each
 	}
 	ls := r.Lines()
-	if len(ls) != 100 || r.Dropped() != 4900 || r.Bytes() != 1000 {
-		t.Fatalf("held %d dropped %d bytes %d; want 100 4900 1000", len(ls), r.Dropped(), r.Bytes())
+	if len(ls) != 100 || r.Dropped() != 4900 || r.Bytes() != 100*cost(10) {
+		t.Fatalf("held %d dropped %d bytes %d; want 100 4900 %d", len(ls), r.Dropped(), r.Bytes(), 100*cost(10))
 	}
 	if ls[0].Message != "line 04900" || ls[99].Message != "line 04999" {
 		t.Fatalf("held %q..%q; want the newest 100 in order", ls[0].Message, ls[99].Message)
@@ -102,8 +108,93 @@ func TestRingLinesIsACopy(t *testing.T) {
 	}
 }
 
-func TestRingConcurrent(t *testing.T) {
+// TestRingBoundsEmptyLines is the amplification case: empty lines cost
+// their overhead, so a flood of them is bounded in entries and in the size
+// of their JSON, not only in message bytes (which are zero).
+func TestRingBoundsEmptyLines(t *testing.T) {
+	const budget = 64 << 10
+	r := NewRing(budget)
+	for range 1 << 20 {
+		r.Add(Line{Time: time.Now(), Level: "error", Source: "stderr"})
+	}
+	ls := r.Lines()
+	if max := budget/LineOverhead + 1; len(ls) > max {
+		t.Fatalf("held %d empty lines in a %d-byte ring; want at most %d", len(ls), budget, max)
+	}
+	if r.Dropped() != 1<<20-len(ls) {
+		t.Errorf("dropped %d, want %d", r.Dropped(), 1<<20-len(ls))
+	}
+	b, err := json.Marshal(ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > budget {
+		t.Fatalf("the held lines are %d bytes of JSON, over the %d-byte budget", len(b), budget)
+	}
+	if len(r.lines) > 2*len(ls)+64 {
+		t.Errorf("backing slice holds %d entries for %d lines", len(r.lines), len(ls))
+	}
+}
+
+// TestLineOverheadCoversAnEmptyLine checks the constant against what an
+// empty line really costs: its JSON in a Result and its struct in memory.
+func TestLineOverheadCoversAnEmptyLine(t *testing.T) {
+	l := Line{Time: time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC), Level: "error", Source: "handler"}
+	b, _ := json.Marshal(l)
+	if n := len(b) + 1; n > LineOverhead { // +1: the comma between lines
+		t.Errorf("an empty line is %d bytes of JSON, over LineOverhead %d", n, LineOverhead)
+	}
+	if n := int(unsafe.Sizeof(held{})); n > LineOverhead {
+		t.Errorf("a held line is %d bytes in memory, over LineOverhead %d", n, LineOverhead)
+	}
+}
+
+// TestRingChargesJSONSize: a message is charged as the JSON it becomes, so
+// characters that encoding/json escapes cannot multiply the Result.
+func TestRingChargesJSONSize(t *testing.T) {
+	for _, m := range []string{"plain", "\x01\x02<>&\"\\\n\t", "\u2028\u2029é", strings.Repeat("<", 1000)} {
+		_, c := NewRing(1 << 20).Add(Line{Message: m})
+		b, _ := json.Marshal(m)
+		if c < LineOverhead+len(b) {
+			t.Errorf("%q charged %d, its JSON is %d bytes (+%d)", m, c, len(b), LineOverhead)
+		}
+	}
+}
+
+func TestRingBoundsMeta(t *testing.T) {
 	r := NewRing(1 << 20)
+	big := map[string]any{"k": strings.Repeat("m", 200000)}
+	l, c := r.Add(Line{Message: "x", Meta: big})
+	if len(l.Meta) != 1 || l.Meta[MetaTruncatedKey] == nil {
+		t.Fatalf("a %d-byte meta was kept: %v keys", 200000, len(l.Meta))
+	}
+	if c > LineOverhead+64 {
+		t.Errorf("the marker meta charged %d", c)
+	}
+	if got := r.Lines()[0].Meta[MetaTruncatedKey]; got != 200000+len(`{"k":""}`) {
+		t.Errorf("marker %v, want the meta's JSON size %d", got, 200000+len(`{"k":""}`))
+	}
+	small := map[string]any{"a": 1.0, "b": "two"}
+	l, c = r.Add(Line{Message: "x", Meta: small})
+	if len(l.Meta) != 2 || c != LineOverhead+3+len(`{"a":1,"b":"two"}`) {
+		t.Errorf("a small meta: kept %v, charged %d", l.Meta, c)
+	}
+	l, _ = r.Add(Line{Message: "x", Meta: map[string]any{"ch": make(chan int)}})
+	if l.Meta[MetaTruncatedKey] != 0 {
+		t.Errorf("an unencodable meta became %v, want the marker with 0", l.Meta)
+	}
+	// Many metas within the cap still fit the byte budget, meta included.
+	r = NewRing(64 << 10)
+	for range 1000 {
+		r.Add(Line{Meta: map[string]any{"k": strings.Repeat("v", 1000)}})
+	}
+	if b, _ := json.Marshal(r.Lines()); len(b) > 64<<10 {
+		t.Errorf("lines with meta are %d bytes of JSON in a 64KiB ring", len(b))
+	}
+}
+
+func TestRingConcurrent(t *testing.T) {
+	r := NewRing(8000 * cost(7))
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

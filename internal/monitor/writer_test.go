@@ -169,7 +169,7 @@ func TestLineWriterNilEmit(t *testing.T) {
 
 func TestLineWriterIntoRing(t *testing.T) {
 	r := NewRing(1 << 20)
-	w := NewLineWriter("stderr", "error", r.Add)
+	w := NewLineWriter("stderr", "error", func(l Line) { r.Add(l) })
 	write(w, strings.Repeat("q", 200000)+"\n")
 	m := r.Lines()[0].Message
 	if strings.Count(m, "truncated") != 1 || len(m) > MaxLineBytes {

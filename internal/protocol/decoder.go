@@ -33,8 +33,15 @@ type Decoder struct {
 	discarding bool   // inside an oversized line: skip to its newline
 	lineNo     int
 	off        int64
+	lastLen    int // bytes of the last message's line, newline included
 	fds        int
 	rerr       error
+
+	// idle, when set, is called before each read that starts with no line
+	// pending: everything consumed since the last message returned is then
+	// blank lines. When it returns false, Next returns ErrOutputLimit. The
+	// session counts blank lines with it, which Next never returns.
+	idle func() bool
 }
 
 // NewDecoder returns a Decoder reading r with a per-line limit of
@@ -66,6 +73,9 @@ func (d *Decoder) ClosedFDs() int { return d.fds }
 // deadline, a closed conn) is returned as is and repeats on later calls.
 func (d *Decoder) Next() (Message, error) {
 	for {
+		if d.s == d.e && d.rerr == nil && d.idle != nil && len(d.line) == 0 && !d.discarding && !d.idle() {
+			return nil, ErrOutputLimit
+		}
 		if d.s == d.e {
 			if d.rerr != nil {
 				if len(d.line) > 0 && !d.discarding {
@@ -102,6 +112,7 @@ func (d *Decoder) Next() (Message, error) {
 			return nil, d.oversized(i+1, true)
 		}
 		full := chunk[:i]
+		d.lastLen = len(d.line) + i + 1
 		if len(d.line) > 0 {
 			d.line = append(d.line, full...)
 			full = d.line

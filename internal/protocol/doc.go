@@ -42,9 +42,13 @@
 //   - The first protocol failure is final: the session stops parsing but
 //     keeps draining (and counting) bytes, and calls OnInvalid so the
 //     engine can end the run.
-//   - CountBytes sees every line except the accepted result, newlines and
-//     invalid bytes included; the result is bounded by MaxMessageBytes and
-//     is the run's data, not output.
+//   - CountBytes sees every line except the accepted result, newlines,
+//     blank lines and invalid bytes included, before the line is
+//     dispatched; blank lines are counted as they are skipped (before each
+//     read), so a flood of them ends the run like any output. The result is
+//     bounded by MaxMessageBytes and is the run's data, not output.
+//   - A log meta larger than MaxMetaBytes is not decoded: the engine gets
+//     {"_truncated": <bytes>} instead, as its log would keep anyway.
 //   - Bootstraps: a returned 0 is ok with data null (a number is an exit
 //     status, not data); an uncaught exception or unhandled rejection sends
 //     a HANDLER_CRASHED result and exits 1 — consistent with "a crash after

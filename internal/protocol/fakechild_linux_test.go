@@ -84,6 +84,23 @@ func runFakeChild(name string) {
 		for {
 			w(line)
 		}
+	case "blanks-result":
+		// Blank and whitespace-only lines, then a result (amplify_linux_test.go).
+		blank := []byte(strings.Repeat("\n", 64<<10))
+		for range blankChunks {
+			if _, err := f.Write(blank); err != nil {
+				os.Exit(9)
+			}
+		}
+		w(" \t\r")
+		w(lineResult)
+	case "blank-flood":
+		blank := []byte(strings.Repeat("\n", 64<<10))
+		for {
+			if _, err := f.Write(blank); err != nil {
+				os.Exit(9)
+			}
+		}
 	case "fds":
 		w(lineReady)
 		readRun()

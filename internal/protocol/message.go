@@ -5,7 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+
+	"github.com/kb-labs/sandbox/internal/monitor"
 )
+
+// MaxMetaBytes is the largest log meta (as sent) that is decoded. A larger
+// one is checked to be a JSON object and replaced by
+// {"_truncated": <its size>} without being decoded: decoded into Go maps, a
+// meta takes several times its size in memory, and the run's log keeps no
+// meta larger than this anyway (monitor.Fit).
+const MaxMetaBytes = monitor.MaxLineBytes
 
 // Message types, exactly as on the wire (DESIGN section 6).
 const (
@@ -196,7 +205,7 @@ func Parse(line []byte) (Message, error) {
 		var m LogMessage
 		f.str("level", &m.Level, true)
 		f.str("message", &m.Message, true)
-		f.object("meta", &m.Meta)
+		f.meta(&m.Meta)
 		if err := f.only("level", "message", "meta"); err != nil {
 			return nil, err
 		}
@@ -331,6 +340,22 @@ func (f *fields) object(name string, dst *map[string]any) {
 	if v[0] != '{' || json.Unmarshal(v, dst) != nil {
 		f.fail("%s: %q is not an object", f.typ, name)
 	}
+}
+
+// meta is object for a log meta, which is decoded only up to MaxMetaBytes.
+func (f *fields) meta(dst *map[string]any) {
+	v := f.raw("meta")
+	if len(v) <= MaxMetaBytes {
+		f.object("meta", dst)
+		return
+	}
+	// The line as a whole is valid JSON (it was split into fields), so
+	// only the kind of the value is left to check.
+	if v[0] != '{' {
+		f.fail("%s: %q is not an object", f.typ, "meta")
+		return
+	}
+	*dst = map[string]any{monitor.MetaTruncatedKey: len(v)}
 }
 
 // decode unmarshals with encoding/json's own rules (used for the parent's

@@ -50,8 +50,9 @@ type Options struct {
 	// blocked in write cannot turn the failure into a timeout.
 	OnInvalid func(err error)
 	// CountBytes is told the size of every line read except the accepted
-	// result (logs, progress, ready, and invalid bytes alike, newline
-	// included). When it returns false the output budget is exhausted: the
+	// result (logs, progress, ready, blank lines and invalid bytes alike,
+	// newline included), before the line is dispatched; blank lines are
+	// told as they are skipped. When it returns false the output budget is exhausted: the
 	// session stops reading and the engine ends the run with output_limit.
 	CountBytes func(n int) bool
 }
@@ -85,6 +86,7 @@ type Session struct {
 	closeOnce  sync.Once
 	finishOnce sync.Once
 	outcome    Outcome
+	counted    int64 // decoder offset told to CountBytes; reader goroutine only
 }
 
 // state is what the reader saw; guarded by Session.mu.
@@ -264,22 +266,14 @@ func (s *Session) read() {
 		s.st.fds = s.dec.ClosedFDs()
 		s.mu.Unlock()
 	}()
-	var last int64
-	count := func(skip bool) bool {
-		n := s.dec.Offset() - last
-		last = s.dec.Offset()
-		if skip || n == 0 || s.opts.CountBytes == nil || s.opts.CountBytes(int(n)) {
-			return true
-		}
-		s.mu.Lock()
-		s.st.exhausted = true
-		s.mu.Unlock()
-		return false
-	}
+	// Blank lines between messages are counted as they are skipped, not
+	// only when a message follows: a child writing nothing but newlines
+	// passes its budget like any other.
+	s.dec.idle = func() bool { return s.count(0) }
 	for {
 		if s.failed() {
 			// Drain without parsing: the verdict is final.
-			if _, err := s.dec.skip(); err != nil || !count(false) {
+			if _, err := s.dec.skip(); err != nil || !s.count(0) {
 				return
 			}
 			continue
@@ -288,20 +282,35 @@ func (s *Session) read() {
 		var perr *Error
 		switch {
 		case errors.As(err, &perr):
-			if !count(false) {
+			if !s.count(0) {
 				return
 			}
 			s.fail(&ErrorInfo{Code: perr.Code, Message: perr.Message}, true)
 			continue
 		case err != nil:
-			count(false)
+			s.count(0)
 			return
 		}
-		accepted := s.handle(msg)
-		if !count(accepted) {
+		if !s.handle(msg) {
 			return
 		}
 	}
+}
+
+// count tells CountBytes about the bytes consumed since its last call, less
+// the final except bytes (the accepted result's line), and reports whether
+// the budget still holds.
+func (s *Session) count(except int) bool {
+	off := s.dec.Offset()
+	n := off - s.counted - int64(except)
+	s.counted = off
+	if n <= 0 || s.opts.CountBytes == nil || s.opts.CountBytes(int(n)) {
+		return true
+	}
+	s.mu.Lock()
+	s.st.exhausted = true
+	s.mu.Unlock()
+	return false
 }
 
 func (s *Session) failed() bool {
@@ -310,9 +319,11 @@ func (s *Session) failed() bool {
 	return s.st.failure != nil
 }
 
-// handle applies the ordering rules and dispatches; it reports whether msg
-// became the run's result (whose bytes are not output).
-func (s *Session) handle(msg Message) (isResult bool) {
+// handle applies the ordering rules, counts msg's bytes and dispatches it;
+// it reports whether reading goes on (false: the output budget is
+// exhausted). A message is counted before it is dispatched, so a log that
+// passes the budget never reaches the run's log.
+func (s *Session) handle(msg Message) bool {
 	s.mu.Lock()
 	st := &s.st
 	var problem string
@@ -336,12 +347,15 @@ func (s *Session) handle(msg Message) (isResult bool) {
 		}
 		st.seen = true
 		s.mu.Unlock()
+		if !s.count(0) {
+			return false
+		}
 		if l, ok := m.(LogMessage); ok && s.opts.OnLog != nil {
 			s.opts.OnLog(l.Level, l.Message, l.Meta)
 		} else if p, ok := m.(ProgressMessage); ok && s.opts.OnProgress != nil {
 			s.opts.OnProgress(p.Percent, p.Message)
 		}
-		return false
+		return true
 	case ResultMessage:
 		switch {
 		case s.opts.RequireReady && !st.runSent:
@@ -354,7 +368,10 @@ func (s *Session) handle(msg Message) (isResult bool) {
 		}
 		st.seen = true
 		st.result = &m
-		isResult = true
+		s.mu.Unlock()
+		// The result's own line is the run's data, not output; what came
+		// before it on the wire (blank lines) is.
+		return s.count(s.dec.lastLen)
 	default:
 		problem = fmt.Sprintf("%q is a parent-to-child message", msg.Type())
 	}
@@ -362,7 +379,7 @@ func (s *Session) handle(msg Message) (isResult bool) {
 	if problem != "" {
 		s.fail(&ErrorInfo{Code: CodeInvalidMessage, Message: problem}, true)
 	}
-	return isResult
+	return s.count(0)
 }
 
 // fail records the first protocol failure; invalid ones are reported to
