@@ -151,16 +151,22 @@ func TestLimits(t *testing.T) {
 		res := run(t, r, "python3", "-c", "x = bytearray(1 << 30)")
 		wantStatus(t, res, sandbox.StatusMemoryLimit)
 		if p := res.Metrics.MemPeakBytes; p == nil || *p < 24<<20 || *p > 33<<20 {
-			t.Errorf("memPeakBytes %v, want near 32 MiB", p)
+			t.Errorf("memPeakBytes %s, want near 32 MiB", fmtPtr(p))
 		}
 	})
 	t.Run("memory peak", func(t *testing.T) {
 		r := newEngineRunner(t, sandbox.Config{Execution: sandbox.Execution{Memory: 256 * sandbox.MiB}})
 		res := run(t, r, "python3", "-c", "x = bytearray(50 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1")
 		wantStatus(t, res, sandbox.StatusOK)
+		// The peak holds the 50 MiB array plus the interpreter and, on
+		// cgroup v1, the page cache of the files it read: at least the
+		// array, at most the array plus a generous allowance.
 		p := res.Metrics.MemPeakBytes
-		if p == nil || float64(*p) < 50<<20*0.8 || float64(*p) > 50<<20*1.2 {
-			t.Errorf("memPeakBytes %v, want within 20%% of 50 MiB", p)
+		if p == nil {
+			t.Fatal("memPeakBytes missing")
+		}
+		if *p < 50<<20 || *p > 90<<20 {
+			t.Errorf("memPeakBytes %d (%.1f MiB), want between 50 and 90 MiB", *p, float64(*p)/(1<<20))
 		}
 	})
 	t.Run("file size", func(t *testing.T) {
@@ -606,3 +612,11 @@ func TestReadWriteFile(t *testing.T) {
 // sandboxUserID is the host uid and gid of the sandbox user with the
 // default host id base.
 const sandboxUserID = sandbox.DefaultHostIDBase + 1000
+
+// fmtPtr prints an optional number by value, not by address.
+func fmtPtr(p *int64) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprint(*p)
+}
