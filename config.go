@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"github.com/kb-labs/sandbox/internal/hostid"
 	"os"
 	"path"
 	"slices"
@@ -112,7 +113,10 @@ type Security struct {
 	Seccomp     *bool       `json:"seccomp,omitempty" yaml:"seccomp"`   // default true
 	Landlock    *bool       `json:"landlock,omitempty" yaml:"landlock"` // default true
 	OnViolation OnViolation `json:"onViolation,omitempty" yaml:"onViolation"`
-	HostIDBase  int         `json:"hostIdBase,omitempty" yaml:"hostIdBase"` // default DefaultHostIDBase (outside subordinate id ranges)
+	// HostIDRange is where root-started sandboxes take their host ids from,
+	// "FIRST:COUNT" as in /etc/subuid: each sandbox in flight holds its own
+	// pair. Empty means DefaultHostIDRange (outside subordinate id ranges).
+	HostIDRange string `json:"hostIdRange,omitempty" yaml:"hostIdRange"`
 }
 
 // OnViolation says what a denied system call does.
@@ -171,7 +175,7 @@ const (
 	DefaultMaxOpenFiles  = Count(256)
 	DefaultWorkspaceSize = 256 * MiB
 	DefaultTmpSize       = 64 * MiB
-	DefaultHostIDBase    = 0x70000000 // 1879048192; see hostids.go
+	DefaultHostIDRange   = "1879048192:65536" // 0x70000000, 32768 pairs; see hostids.go
 	DefaultMaxMessage    = 16 * MiB
 	DefaultHandshake     = Duration(10 * time.Second)
 	DefaultLogBuffer     = 1 * MiB
@@ -238,8 +242,8 @@ func (c Config) withDefaults() Config {
 	if s.OnViolation == "" {
 		s.OnViolation = ViolationErrno
 	}
-	if s.HostIDBase == 0 {
-		s.HostIDBase = DefaultHostIDBase
+	if s.HostIDRange == "" {
+		s.HostIDRange = DefaultHostIDRange
 	}
 	if c.Protocol.MaxMessageBytes == 0 {
 		c.Protocol.MaxMessageBytes = DefaultMaxMessage
@@ -363,8 +367,8 @@ func (c *Config) validate() error {
 	default:
 		return &ConfigError{"security.onViolation", string(c.Security.OnViolation), `want "errno" or "kill"`}
 	}
-	if b := c.Security.HostIDBase; b < 1 || b > 1<<31-70000 {
-		return &ConfigError{"security.hostIdBase", strconv.Itoa(b), "want a host uid/gid base between 1 and 2147413647 (ids base and base+1000 are used)"}
+	if _, err := hostIDRange(c.Security); err != nil {
+		return &ConfigError{"security.hostIdRange", c.Security.HostIDRange, err.Error() + " (ids nobody else holds; empty for the built-in " + DefaultHostIDRange + ")"}
 	}
 	if err := checkSize("protocol.maxMessageBytes", c.Protocol.MaxMessageBytes, false); err != nil {
 		return err
@@ -515,4 +519,12 @@ func envAllowed(allow []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// hostIDRange is the configured range, or the built-in one when empty.
+func hostIDRange(s Security) (hostid.Range, error) {
+	if s.HostIDRange == "" {
+		return hostid.Parse(DefaultHostIDRange)
+	}
+	return hostid.Parse(s.HostIDRange)
 }

@@ -69,7 +69,9 @@ func TestNewRefusesBadFields(t *testing.T) {
 		{"relative tmpfs", sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Tmpfs: []sandbox.TmpfsMount{{Target: "/tmp"}, {Target: "scratch"}}}}}, "permissions.filesystem.tmpfs[1].target", "absolute path"},
 		{"tmpfs size", sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Tmpfs: []sandbox.TmpfsMount{{Target: "/tmp", Size: -7}}}}}, "permissions.filesystem.tmpfs[0].size", "size such as"},
 		{"onViolation", sandbox.Config{Security: sandbox.Security{OnViolation: "ignore"}}, "security.onViolation", `"errno" or "kill"`},
-		{"hostIdBase", sandbox.Config{Security: sandbox.Security{HostIDBase: -1}}, "security.hostIdBase", "between 1 and"},
+		{"hostIdRange form", sandbox.Config{Security: sandbox.Security{HostIDRange: "200000-300000"}}, "security.hostIdRange", "FIRST:COUNT"},
+		{"hostIdRange root", sandbox.Config{Security: sandbox.Security{HostIDRange: "0:65536"}}, "security.hostIdRange", "id 0 is host root"},
+		{"hostIdRange single", sandbox.Config{Security: sandbox.Security{HostIDRange: "200000:1"}}, "security.hostIdRange", "pair of ids"},
 		{"maxMessageBytes small", sandbox.Config{Protocol: sandbox.ProtocolConfig{MaxMessageBytes: 100}}, "protocol.maxMessageBytes", "at least 1KiB"},
 		{"maxMessageBytes unlimited", sandbox.Config{Protocol: sandbox.ProtocolConfig{MaxMessageBytes: sandbox.Unlimited}}, "protocol.maxMessageBytes", "size such as"},
 		{"handshakeTimeout", sandbox.Config{Protocol: sandbox.ProtocolConfig{HandshakeTimeout: sec(-time.Second)}}, "protocol.handshakeTimeout", "positive duration"},
@@ -140,7 +142,7 @@ func TestZeroMeansDefault(t *testing.T) {
 	case c.Permissions.Network != sandbox.NetworkNone, c.Permissions.Hostname != "sandbox",
 		c.Permissions.Filesystem.WorkspaceSize != 256*sandbox.MiB,
 		c.Security.Seccomp == nil || !*c.Security.Seccomp, c.Security.Landlock == nil || !*c.Security.Landlock,
-		c.Security.OnViolation != sandbox.ViolationErrno, c.Security.HostIDBase != sandbox.DefaultHostIDBase,
+		c.Security.OnViolation != sandbox.ViolationErrno, c.Security.HostIDRange != sandbox.DefaultHostIDRange,
 		c.Protocol.MaxMessageBytes != 16*sandbox.MiB, c.Protocol.HandshakeTimeout != sandbox.Duration(10*time.Second),
 		c.Monitoring.CollectLogs == nil || !*c.Monitoring.CollectLogs, c.Monitoring.LogBufferSize != sandbox.MiB,
 		c.Monitoring.CollectTraces:
@@ -271,7 +273,7 @@ func fullConfig() sandbox.Config {
 			Network:  sandbox.NetworkLoopback,
 			Hostname: "box",
 		},
-		Security:   sandbox.Security{Seccomp: sandbox.Bool(true), Landlock: sandbox.Bool(false), OnViolation: sandbox.ViolationKill, HostIDBase: 200000},
+		Security:   sandbox.Security{Seccomp: sandbox.Bool(true), Landlock: sandbox.Bool(false), OnViolation: sandbox.ViolationKill, HostIDRange: "200000:4096"},
 		Protocol:   sandbox.ProtocolConfig{MaxMessageBytes: 8 * sandbox.MiB, HandshakeTimeout: sandbox.Duration(3 * time.Second)},
 		Monitoring: sandbox.Monitoring{CollectLogs: sandbox.Bool(false), LogBufferSize: 2 * sandbox.MiB, CollectTraces: true},
 		WASM:       sandbox.WASMConfig{CacheDir: "/var/cache/wasm", Deterministic: true},
@@ -302,7 +304,7 @@ permissions:
     tmpfs: [{target: /tmp, size: 64MiB}]
   network: loopback
   hostname: box
-security: {seccomp: true, landlock: false, onViolation: kill, hostIdBase: 200000}
+security: {seccomp: true, landlock: false, onViolation: kill, hostIdRange: "200000:4096"}
 protocol: {maxMessageBytes: 8MiB, handshakeTimeout: 3s}
 monitoring: {collectLogs: false, logBufferSize: 2097152, collectTraces: true}
 wasm: {cacheDir: /var/cache/wasm, deterministic: true}
@@ -321,7 +323,7 @@ const fullJSON = `{
                    "readOnly": [{"source": "/srv/data", "target": "/data"}], "readWrite": [{"source": "/srv/cache"}],
                    "tmpfs": [{"target": "/tmp", "size": "64MiB"}]},
     "network": "loopback", "hostname": "box"},
-  "security": {"seccomp": true, "landlock": false, "onViolation": "kill", "hostIdBase": 200000},
+  "security": {"seccomp": true, "landlock": false, "onViolation": "kill", "hostIdRange": "200000:4096"},
   "protocol": {"maxMessageBytes": "8MiB", "handshakeTimeout": "3s"},
   "monitoring": {"collectLogs": false, "logBufferSize": "2MiB", "collectTraces": true},
   "wasm": {"cacheDir": "/var/cache/wasm", "deterministic": true},
@@ -398,7 +400,7 @@ func TestParseConfigErrorsNameKeyPath(t *testing.T) {
 		{"permissions: {filesystem: {tmpfs: [{target: /tmp, size: big}]}}", "permissions.filesystem.tmpfs[0].size", "want a size"},
 		{"permissions: {filesystem: {readOnly: [/srv/data]}}", "permissions.filesystem.readOnly[0]", "mapping of keys"},
 		{"security: {seccomp: maybe}", "security.seccomp", "true or false"},
-		{"security: {hostIdBase: many}", "security.hostIdBase", "whole number"},
+		{"security: {hostIdBase: 5}", "security.hostIdBase", "known keys: hostIdRange, landlock"},
 		{"bestEffort: maybe", "bestEffort", "true or false"},
 		{"pool: 3", "pool", "mapping of keys"},
 		{"monitoring: {logBufferSize: 1mb}", "monitoring.logBufferSize", "want a size"},

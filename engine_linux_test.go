@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kb-labs/sandbox"
 	"github.com/kb-labs/sandbox/internal/testenv"
 )
@@ -339,11 +341,8 @@ func TestWorkdirOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	// The sandbox user is host uid hostIdBase+1000.
-	if err := os.Chown(dir, sandboxUserID, sandboxUserID); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
+	// Each run has its own host ids: only the "other" bits reach them.
+	os.Chmod(dir, 0o777)
 	r := newEngineRunner(t, sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Workdir: dir}}})
 	res := sh(t, r, "echo data > /workspace/out.txt; pwd")
 	wantStatus(t, res, sandbox.StatusOK)
@@ -351,8 +350,64 @@ func TestWorkdirOwnership(t *testing.T) {
 	if err != nil {
 		t.Fatalf("file written in the workdir is missing on the host: %v", err)
 	}
-	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != sandboxUserID {
-		t.Errorf("file owned by host uid %d, want the unprivileged %d", uid, sandboxUserID)
+	if uid := st.Sys().(*syscall.Stat_t).Uid; !sandboxOwned(uid) {
+		t.Errorf("file owned by host uid %d, want an unprivileged id of %s", uid, sandbox.DefaultHostIDRange)
+	}
+}
+
+// TestPerRunHostIDs: two runs in flight at once are two different host
+// users. Each leaves a file in a shared workdir and waits until the other's
+// is there, so both are alive together; on the host the files' owners
+// differ and both lie in the range.
+func TestPerRunHostIDs(t *testing.T) {
+	testenv.Require(t, "root", "userns")
+	dir, err := os.MkdirTemp("", "sbx-ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o777)
+	r := newEngineRunner(t, sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Workdir: dir}}})
+	var wg sync.WaitGroup
+	results := make([]*sandbox.Result, 2)
+	for i, pair := range [][2]string{{"a", "b"}, {"b", "a"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = sh(t, r, fmt.Sprintf("touch /workspace/%s; n=0; while [ ! -e /workspace/%s ] && [ $n -lt 1000 ]; do sleep 0.01; n=$((n+1)); done; [ -e /workspace/%s ]", pair[0], pair[1], pair[1]))
+		}()
+	}
+	wg.Wait()
+	for _, res := range results {
+		wantStatus(t, res, sandbox.StatusOK)
+	}
+	var owners []uint32
+	for _, f := range []string{"a", "b"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners = append(owners, st.Sys().(*syscall.Stat_t).Uid)
+	}
+	if owners[0] == owners[1] || !sandboxOwned(owners[0]) || !sandboxOwned(owners[1]) {
+		t.Errorf("two runs in flight wrote as host uids %v: want two different ids of %s", owners, sandbox.DefaultHostIDRange)
+	}
+	// Once the runs are over (and the Runner's warm sandboxes closed),
+	// their pairs are free again: the lock file holds no lock on them.
+	r.Close()
+	lf, err := os.Open("/run/sandbox/hostids.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	for _, user := range owners {
+		fl := unix.Flock_t{Type: unix.F_WRLCK, Start: int64(user) - 1, Len: 2}
+		if err := unix.FcntlFlock(lf.Fd(), unix.F_OFD_GETLK, &fl); err != nil {
+			t.Fatal(err)
+		}
+		if fl.Type != unix.F_UNLCK {
+			t.Errorf("host ids %d and %d are still leased after the runs ended", user-1, user)
+		}
 	}
 }
 
@@ -532,7 +587,7 @@ func TestUnreachableSourcesRefused(t *testing.T) {
 	defer os.RemoveAll(wd)
 	os.Chmod(wd, 0o755)
 	_, err = sandbox.New(sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{Workdir: wd}}})
-	if !errors.As(err, &ce) || !strings.Contains(err.Error(), fmt.Sprintf("chown %d:%d", sandboxUserID, sandboxUserID)) {
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "chmod o+rwx "+wd) {
 		t.Errorf("root-owned workdir: %v", err)
 	}
 }
@@ -599,7 +654,7 @@ func TestReadWriteFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.Chown(file, sandboxUserID, sandboxUserID)
+	os.Chmod(file, 0o666)
 	r := newEngineRunner(t, sandbox.Config{Permissions: sandbox.Permissions{Filesystem: sandbox.Filesystem{
 		ReadWrite: []sandbox.Mount{{Source: file, Target: "/data/db.txt"}}}}})
 	res := sh(t, r, "echo new >> /data/db.txt")
@@ -609,9 +664,14 @@ func TestReadWriteFile(t *testing.T) {
 	}
 }
 
-// sandboxUserID is the host uid and gid of the sandbox user with the
-// default host id base.
-const sandboxUserID = sandbox.DefaultHostIDBase + 1000
+// sandboxOwned reports whether uid is one of the built-in range's host ids,
+// from which every run as root takes its own pair.
+func sandboxOwned(uid uint32) bool {
+	first, count, _ := strings.Cut(sandbox.DefaultHostIDRange, ":")
+	f, _ := strconv.ParseUint(first, 10, 32)
+	c, _ := strconv.ParseUint(count, 10, 32)
+	return uint64(uid) >= f && uint64(uid) < f+c
+}
 
 // fmtPtr prints an optional number by value, not by address.
 func fmtPtr(p *int64) string {

@@ -5,17 +5,28 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kb-labs/sandbox/internal/hostid"
 )
 
+func defaultRange(t *testing.T) hostid.Range {
+	t.Helper()
+	r, err := hostid.Parse(DefaultHostIDRange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func TestSubIDOverlaps(t *testing.T) {
-	file := "# comment\n\ntester:100000:65536\nbroken line\nother:" + "1879048100:100\nbig:1879049000:500\n"
+	file := "# comment\n\ntester:100000:65536\nbroken line\nother:" + "1879048100:100\nbig:1879113000:5000\nbelow:1879000000:48192\n"
 	cases := []struct {
-		ids  []int
+		ids  hostid.Range
 		want int
 	}{
-		{[]int{100000, 101000}, 1},                              // the old default: useradd's first allocation
-		{[]int{DefaultHostIDBase, DefaultHostIDBase + 1000}, 2}, // both test ranges hit the default
-		{[]int{5, 6}, 0},
+		{hostid.Range{First: 100000, Count: 1001}, 1}, // the old default: useradd's first allocation
+		{defaultRange(t), 2},                          // overlaps at both ends; "below" ends just before it
+		{hostid.Range{First: 5, Count: 2}, 0},
 	}
 	for _, c := range cases {
 		got, err := parseSubIDOverlaps(strings.NewReader(file), "/etc/subuid", c.ids)
@@ -28,14 +39,26 @@ func TestSubIDOverlaps(t *testing.T) {
 	}
 }
 
-// The default must stay outside useradd's default subordinate range and
-// systemd's dynamic and container ranges.
+func TestAccountOverlaps(t *testing.T) {
+	f := t.TempDir() + "/passwd"
+	os.WriteFile(f, []byte("root:x:0:0::/root:/bin/sh\nodd:x:1879048200:1::/:/bin/sh\nshort\nlast:x:1879113727:1::/:/bin/sh\nafter:x:1879113728:1::/:/bin/sh\n"), 0o600)
+	got, err := accountOverlaps(f, defaultRange(t))
+	if err != nil || len(got) != 2 || !strings.Contains(got[0], "odd") || !strings.Contains(got[1], "last") {
+		t.Fatalf("accountOverlaps = %q, %v; want odd and last", got, err)
+	}
+}
+
+// allocated are the id ranges others hand out: useradd's default
+// subordinate ids, systemd's dynamic users, its container range and its
+// foreign range.
+var allocated = [][2]int{{100000, 600100000}, {61184, 65519}, {524288, 1879048191}, {2147352576, 2147418111}}
+
+// The default range must stay outside every allocation.
 func TestDefaultHostIDsOutsideAllocations(t *testing.T) {
-	for _, id := range []int{DefaultHostIDBase, DefaultHostIDBase + 1000} {
-		for _, r := range [][2]int{{100000, 600100000}, {61184, 65519}, {524288, 1879048191}, {2147352576, 2147418111}} {
-			if id >= r[0] && id <= r[1] {
-				t.Errorf("default host id %d lies in the allocated range %d..%d", id, r[0], r[1])
-			}
+	r := defaultRange(t)
+	for _, a := range allocated {
+		if r.First <= a[1] && a[0] <= r.Last() {
+			t.Errorf("default host id range %v overlaps the allocated range %d..%d", r, a[0], a[1])
 		}
 	}
 }
@@ -58,9 +81,8 @@ func TestDefaultHostIDsOutsideLoginDefs(t *testing.T) {
 	}
 	// useradd allocates SUB_UID_COUNT (65536) ids starting at most at MAX.
 	hi += 65536
-	for _, id := range []int64{DefaultHostIDBase, DefaultHostIDBase + 1000} {
-		if id >= lo && id <= hi {
-			t.Errorf("default host id %d is inside useradd's subordinate id range %d..%d", id, lo, hi)
-		}
+	r := defaultRange(t)
+	if int64(r.First) <= hi && lo <= int64(r.Last()) {
+		t.Errorf("default host id range %v overlaps useradd's subordinate id range %d..%d", r, lo, hi)
 	}
 }

@@ -9,15 +9,16 @@ import (
 	"github.com/kb-labs/sandbox/internal/mount"
 )
 
-// The sandbox's init opens every mount source as the namespace's root, which
-// is an unprivileged host id (security.hostIdBase): a source under a private
-// directory (/root is 0700) cannot be reached, and a writable mount must be
-// writable by the sandbox user (hostIdBase+1000). These checks run on the
-// host side so the error names the path and the fix, instead of a set-up
-// step failing with EACCES.
+// The sandbox's init opens every mount source as the namespace's root, an
+// unprivileged host id, and every sandbox in flight has its own pair of
+// them (security.hostIdRange): no id a user could chown a directory to is
+// the sandbox's for more than one run. So a source must be reachable and
+// readable, and a writable one writable, by ids that own nothing: the
+// "other" bits decide. These checks run on the host side so the error
+// names the path and the fix, instead of a set-up step failing with EACCES.
 
-// checkReadable reports whether uid:gid can reach and read path.
-func checkReadable(path string, uid, gid int) error {
+// checkReadable reports whether a sandbox can reach and read path.
+func checkReadable(path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -30,18 +31,18 @@ func checkReadable(path string, uid, gid int) error {
 	if fi.IsDir() {
 		want |= 0o1
 	}
-	if !permits(fi, uid, gid, want) {
-		return fmt.Errorf("%s is not readable by the sandbox's host id %d (owner %d:%d, mode %v); make it readable (chmod o+r%s) or use another path",
-			abs, uid, owner(fi).Uid, owner(fi).Gid, fi.Mode().Perm(), map[bool]string{true: "x", false: ""}[fi.IsDir()])
+	if fi.Mode().Perm()&want != want {
+		return fmt.Errorf("%s is not readable by the sandbox (each run has its own host ids, so only the \"other\" bits count; owner %d:%d, mode %v); make it readable (chmod o+r%s) or use another path",
+			abs, owner(fi).Uid, owner(fi).Gid, fi.Mode().Perm(), map[bool]string{true: "x", false: ""}[fi.IsDir()])
 	}
 	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
 		fi, err := os.Stat(dir)
 		if err != nil {
 			return err
 		}
-		if !permits(fi, uid, gid, 0o1) {
-			return fmt.Errorf("%s cannot be reached by the sandbox's host id %d: %s is not searchable (owner %d:%d, mode %v); chmod o+x %s, or keep the files elsewhere",
-				abs, uid, dir, owner(fi).Uid, owner(fi).Gid, fi.Mode().Perm(), dir)
+		if fi.Mode().Perm()&0o1 == 0 {
+			return fmt.Errorf("%s cannot be reached by the sandbox: %s is not searchable (owner %d:%d, mode %v); chmod o+x %s, or keep the files elsewhere",
+				abs, dir, owner(fi).Uid, owner(fi).Gid, fi.Mode().Perm(), dir)
 		}
 		if dir == "/" {
 			return nil
@@ -50,59 +51,32 @@ func checkReadable(path string, uid, gid int) error {
 }
 
 // checkWritable adds, for read-write mounts, that the sandbox user can write.
-func checkWritable(path string, base int) error {
-	if err := checkReadable(path, base, base); err != nil {
+func checkWritable(path string) error {
+	if err := checkReadable(path); err != nil {
 		return err
 	}
 	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
 		// A single file: the sandbox user needs to write it.
-		if !modeAllows(fi, base+1000, base+1000, 0o2) {
-			return fmt.Errorf("%s is not writable by the sandbox user (host id %d; owner %d:%d, mode %v); chown %d:%d %s",
-				path, base+1000, owner(fi).Uid, owner(fi).Gid, fi.Mode().Perm(), base+1000, base+1000, path)
+		if fi.Mode().Perm()&0o2 == 0 {
+			return fmt.Errorf("%s is not writable by the sandbox (each run has its own host ids, so only the \"other\" bits count; owner %d:%d, mode %v); chmod o+w %s",
+				path, owner(fi).Uid, owner(fi).Gid, fi.Mode().Perm(), path)
 		}
 		return nil
 	}
-	return mount.PrepareHostDir(path, base+1000, base+1000)
+	return mount.PrepareHostDir(path, -1, -1)
 }
 
 func owner(fi os.FileInfo) *syscall.Stat_t { return fi.Sys().(*syscall.Stat_t) }
 
-// permits checks access for the sandbox's root, uid:gid (the ids base): a
-// file whose owner and group are both mapped into the sandbox (base and
-// base+1000) is open to it whatever its mode (it holds CAP_DAC_OVERRIDE in
-// its user namespace); otherwise the mode bits decide.
-func permits(fi os.FileInfo, uid, gid int, bits os.FileMode) bool {
-	st := owner(fi)
-	mapped := func(id, base int) bool { return id == base || id == base+1000 }
-	if mapped(int(st.Uid), uid) && mapped(int(st.Gid), gid) {
-		return true
-	}
-	return modeAllows(fi, uid, gid, bits)
-}
-
-// modeAllows checks the mode bits alone (no capabilities: the sandbox
-// user). ACLs are not read: a denial here is advice, the kernel decides.
-func modeAllows(fi os.FileInfo, uid, gid int, bits os.FileMode) bool {
-	st := owner(fi)
-	m := fi.Mode().Perm()
-	switch {
-	case int(st.Uid) == uid:
-		return (m>>6)&bits == bits
-	case int(st.Gid) == gid:
-		return (m>>3)&bits == bits
-	}
-	return m&bits == bits
-}
-
 // checkSources verifies every host path a run would mount.
-func checkSources(o mount.Options, base int) error {
+func checkSources(o mount.Options) error {
 	for _, m := range o.ReadOnly {
-		if err := checkReadable(m.Source, base, base); err != nil {
+		if err := checkReadable(m.Source); err != nil {
 			return err
 		}
 	}
 	for _, m := range o.Special {
-		if err := checkReadable(m.Source, base, base); err != nil {
+		if err := checkReadable(m.Source); err != nil {
 			return err
 		}
 	}
@@ -110,7 +84,7 @@ func checkSources(o mount.Options, base int) error {
 		if dir == "" {
 			continue
 		}
-		if err := checkWritable(dir, base); err != nil {
+		if err := checkWritable(dir); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/kb-labs/sandbox/internal/cgroup"
+	"github.com/kb-labs/sandbox/internal/hostid"
 	"github.com/kb-labs/sandbox/internal/proc"
 	"github.com/kb-labs/sandbox/internal/spec"
 )
@@ -29,7 +30,7 @@ func (w *warm) close() {
 // does not depend on the command.
 func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 	w := &warm{}
-	opts := proc.Options{HostIDBase: s.cfg.Security.HostIDBase, HostNetwork: s.cfg.Permissions.Network == NetworkHost, CgroupFD: -1}
+	opts := proc.Options{HostNetwork: s.cfg.Permissions.Network == NetworkHost, CgroupFD: -1}
 	moveIn := false
 	if s.cg != nil {
 		g, err := s.cg.Create(s.prefix+fmt.Sprint(runSeq.Add(1)), cgroupLimits(s.cfg.Execution))
@@ -44,6 +45,18 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 			fd, err := g.Dir()
 			opts.CgroupFD, moveIn = fd, err != nil // without the fd: moved in after the start
 		}
+	}
+	if !proc.Rootless() {
+		// The sandbox's own host ids, held until its init is reaped:
+		// proc.Start calls Reaped then (or at once if it fails).
+		lease, err := hostid.Acquire(s.ids)
+		if err != nil {
+			if w.group != nil {
+				w.group.Close()
+			}
+			return nil, err
+		}
+		opts.HostRoot, opts.HostUser, opts.Reaped = lease.Root, lease.User, lease.Release
 	}
 	box, err := proc.Start(prep, opts)
 	if err != nil {

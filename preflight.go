@@ -57,7 +57,7 @@ func RunPreflight(ctx context.Context, cfg Config) Preflight {
 		p.add(hc)
 	}
 	if c.Mode == Subprocess {
-		p.add(hostIDCheck(c.Security.HostIDBase))
+		p.add(hostIDCheck(c.Security))
 	}
 	if c.Mode == Subprocess {
 		p.add(sandboxCheck(ctx, cfg))

@@ -283,7 +283,7 @@ func (r *subRun) plan() (*mount.Plan, error) {
 		return nil, planError(err)
 	}
 	if os.Geteuid() == 0 {
-		if err := checkSources(o, r.s.cfg.Security.HostIDBase); err != nil {
+		if err := checkSources(o); err != nil {
 			return nil, err
 		}
 	}

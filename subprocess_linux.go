@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kb-labs/sandbox/internal/cgroup"
+	"github.com/kb-labs/sandbox/internal/hostid"
 	"github.com/kb-labs/sandbox/internal/landlock"
 	"github.com/kb-labs/sandbox/internal/mount"
 	"github.com/kb-labs/sandbox/internal/proc"
@@ -30,6 +31,7 @@ type subprocess struct {
 	landlock int // ABI to apply, 0 = off
 	degraded []Degradation
 	prefix   string
+	ids      hostid.Range // root only: each sandbox leases a pair from it
 
 	pool *pool // warm sandboxes, nil when pool.size is 0
 }
@@ -39,6 +41,10 @@ type subprocess struct {
 // explicitly requested limit can be told from a default one.
 func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 	s := &subprocess{cfg: cfg, prefix: ownerPrefix()}
+	var err error
+	if s.ids, err = hostIDRange(cfg.Security); err != nil {
+		return nil, &ConfigError{Field: "security.hostIdRange", Value: cfg.Security.HostIDRange, Want: err.Error()}
+	}
 	fail := func(layer, reason, fix string) error {
 		if cfg.BestEffort {
 			s.degraded = append(s.degraded, Degradation{Layer: layer, Reason: reason})
@@ -131,7 +137,7 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 		return nil, planError(err)
 	}
 	if os.Geteuid() == 0 {
-		if err := checkSources(s.planOpts, cfg.Security.HostIDBase); err != nil {
+		if err := checkSources(s.planOpts); err != nil {
 			return nil, &ConfigError{Field: "permissions.filesystem", Want: err.Error()}
 		}
 	}

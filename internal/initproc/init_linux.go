@@ -56,8 +56,6 @@ type initState struct {
 	conn *spec.Conn
 	root *mount.Root
 	prog int // program pid (inside), 0 before start
-	msgs chan spec.Message
-	errs chan error
 	// prepared is closed once Prepare is answered: the forking thread then
 	// reads the Exec message; started carries its outcome to the main
 	// goroutine, which supervises the run.
@@ -68,8 +66,6 @@ type initState struct {
 	prebuilt    []bpf.RawInstruction // the seccomp filter, built by prepare
 	prebuiltFor spec.Seccomp
 	plan        *mount.Plan
-	abi         int
-	notes       []string
 }
 
 func run() int {

@@ -24,7 +24,9 @@ import (
 //     user namespace, where it is not host root.
 //
 // Files the sandbox creates there are owned by hostUID:hostGID on the host,
-// never by root. The error is a *HostDirError.
+// never by root. hostUID and hostGID -1 stand for ids that own nothing (a
+// root-started sandbox's per-run ids): then only the "other" bits count.
+// The error is a *HostDirError.
 func PrepareHostDir(path string, hostUID, hostGID int) error {
 	fi, err := os.Lstat(path)
 	if err != nil {
@@ -43,6 +45,10 @@ func PrepareHostDir(path string, hostUID, hostGID int) error {
 	case int(st.Uid) == hostUID && m&0o300 == 0o300,
 		int(st.Gid) == hostGID && m&0o030 == 0o030,
 		m&0o003 == 0o003 && fi.Mode()&os.ModeSticky == 0:
+	case hostUID < 0:
+		return &HostDirError{path,
+			fmt.Sprintf("not writable by the sandbox (each run has its own host ids, so only the \"other\" bits count; owner %d:%d, mode %v)", st.Uid, st.Gid, m),
+			fmt.Sprintf("chmod o+rwx %s, or setfacl -m o::rwx -m d:o::rwx %s", path, path)}
 	default:
 		return &HostDirError{path,
 			fmt.Sprintf("not writable by the sandbox user (host id %d:%d; owner %d:%d, mode %v)", hostUID, hostGID, st.Uid, st.Gid, m),

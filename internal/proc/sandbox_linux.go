@@ -21,9 +21,15 @@ import (
 
 // Options are the host-side choices for a new sandbox.
 type Options struct {
-	// HostIDBase: inside uid/gid 0 maps to HostIDBase, 1000 to HostIDBase+1000.
-	// Root only: rootless, inside 1000 is the caller (see setIdentity).
-	HostIDBase int
+	// HostRoot and HostUser (root only): inside uid/gid 0 maps to HostRoot,
+	// 1000 to HostUser; the caller leases them for this sandbox alone.
+	// Rootless, inside 1000 is the caller (see setIdentity).
+	HostRoot, HostUser int
+	// Reaped, if set, is called once when no process of the sandbox can
+	// hold its host ids any more: after the init was reaped (a pid
+	// namespace's processes are gone before its init is), or at once when
+	// Start fails before an init existed. It gives the ids back.
+	Reaped func()
 	// HostNetwork keeps the host's network namespace (explicit opt-in).
 	HostNetwork bool
 	// CgroupFD, when not -1, is a cgroup v2 directory the init is born in
@@ -66,6 +72,19 @@ func (e *SetupError) Error() string { return fmt.Sprintf("setup step %q: %s", e.
 // the init runs; the prepared reply is read by Exec (pipelined), or by
 // WaitPrepared for a warm sandbox.
 func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
+	reaped := opts.Reaped
+	if reaped == nil {
+		reaped = func() {}
+	}
+	started := false
+	defer func() {
+		if !started {
+			reaped()
+		}
+	}()
+	if os.Geteuid() == 0 && (opts.HostRoot <= 0 || opts.HostUser <= 0 || opts.HostRoot == opts.HostUser) {
+		return nil, &SetupError{Step: "identity", Err: fmt.Sprintf("no host id pair for the sandbox (root %d, user %d)", opts.HostRoot, opts.HostUser)}
+	}
 	bin, err := binaryFile(hostIDs(opts, os.Geteuid(), os.Getegid()))
 	if err != nil {
 		return nil, &SetupError{Step: "seal-binary", Err: err.Error()}
@@ -92,7 +111,7 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 		if os.Geteuid() == 0 {
 			// The namespace's owner is the sandbox root's host id, not host
 			// root: see asCreator.
-			startErr = asCreator(opts.HostIDBase, opts.HostIDBase, s.cmd.Start)
+			startErr = asCreator(opts.HostRoot, opts.HostRoot, s.cmd.Start)
 			return
 		}
 		startErr = s.cmd.Start()
@@ -105,8 +124,10 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 	}
 	s.Pid = s.cmd.Process.Pid
 	s.pidfd = pidfd
+	started = true
 	go func() {
 		s.waitErr = s.cmd.Wait()
+		reaped()
 		close(s.waitDone)
 	}()
 	if err := conn.Send(spec.Message{Kind: spec.KindPrepare, Prepare: &prep}); err != nil {
@@ -168,7 +189,7 @@ func initCaps(loopback bool) []uintptr {
 
 // setIdentity sets the user namespace's id maps and the init's credentials.
 //
-// As root: inside 0 and 1000 map to opts.HostIDBase and HostIDBase+1000;
+// As root: inside 0 and 1000 map to opts.HostRoot and HostUser;
 // the init starts as the inside root 0 (so it never holds host-root
 // credentials) and the program later runs as 1000.
 //
@@ -179,14 +200,13 @@ func initCaps(loopback bool) []uintptr {
 // caller on the host, with no capabilities. Inside 0 is unmapped.
 func setIdentity(a *syscall.SysProcAttr, opts Options, loopback bool, euid, egid int) {
 	if euid == 0 {
-		base := opts.HostIDBase
 		a.UidMappings = []syscall.SysProcIDMap{
-			{ContainerID: 0, HostID: base, Size: 1},
-			{ContainerID: 1000, HostID: base + 1000, Size: 1},
+			{ContainerID: 0, HostID: opts.HostRoot, Size: 1},
+			{ContainerID: 1000, HostID: opts.HostUser, Size: 1},
 		}
 		a.GidMappings = []syscall.SysProcIDMap{
-			{ContainerID: 0, HostID: base, Size: 1},
-			{ContainerID: 1000, HostID: base + 1000, Size: 1},
+			{ContainerID: 0, HostID: opts.HostRoot, Size: 1},
+			{ContainerID: 1000, HostID: opts.HostUser, Size: 1},
 		}
 		a.GidMappingsEnableSetgroups = true
 		a.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
@@ -202,7 +222,7 @@ func setIdentity(a *syscall.SysProcAttr, opts Options, loopback bool, euid, egid
 // gid), matching setIdentity's maps.
 func hostIDs(opts Options, euid, egid int) []int {
 	if euid == 0 {
-		return []int{opts.HostIDBase, opts.HostIDBase + 1000}
+		return []int{opts.HostRoot, opts.HostUser}
 	}
 	// Rootless, the program keeps the caller's supplementary groups.
 	ids := []int{euid, egid}

@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 // share, however many runs are in flight.
 func TestHostBudgets(t *testing.T) {
 	t.Run("inotify_instances_not_charged_to_root", testInotifyNotChargedToRoot)
+	t.Run("pipe_buffers_per_run", testPipeBudgetPerRun)
 }
 
 // Each run may hold 16 inotify instances (its namespace's limit). The
@@ -107,11 +109,93 @@ func testInotifyNotChargedToRoot(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs held %d inotify instances (host limit per user %d)", runs, held, hostMax)
-	if held < hostMax {
-		t.Fatalf("the runs held only %d instances, not enough to test the host limit %d", held, hostMax)
+	// Every run gets its 16: each is charged to its own host ids, so no
+	// run's instances come out of another's budget (with one id for all
+	// runs, they shared hostMax between them).
+	if held != runs*perRun {
+		t.Errorf("HOST EFFECT: %d runs held %d inotify instances, want %d each: runs share a host budget", runs, held, perRun)
 	}
 	if hostErr != nil {
 		t.Errorf("HOST EFFECT: host root's inotify_init1 failed while runs held their instances: %v", hostErr)
+	}
+	if err := host.intact(c.mark); err != nil {
+		t.Error(err)
+	}
+}
+
+// One run grows 64 pipes to 1 MiB, which spends the per-user soft limit of
+// pipe buffers (fs.pipe-user-pages-soft, 64 MiB): that user's new pipes
+// shrink to one page and F_SETPIPE_SZ fails. A second run in flight at the
+// same time is another host user, so its pipes keep the default size and
+// can still grow.
+func testPipeBudgetPerRun(t *testing.T) {
+	c := newCtx(t, true)
+	b, err := os.ReadFile("/proc/sys/fs/pipe-user-pages-soft")
+	if err != nil {
+		t.Skipf("no pipe budget: %v", err)
+	}
+	if soft, _ := strconv.Atoi(strings.TrimSpace(string(b))); soft == 0 || soft > 16384 {
+		t.Skipf("fs.pipe-user-pages-soft = %q: 64 pipes of 1 MiB do not reach it", b)
+	}
+	grow := "import fcntl,os,sys\nF_SETPIPE_SZ,F_GETPIPE_SZ=1031,1032\nps=[os.pipe() for _ in range(%d)]\nok=0\n" +
+		"for r,w in ps:\n  try: fcntl.fcntl(w,F_SETPIPE_SZ,1<<20); ok+=1\n  except OSError: pass\n" +
+		"r,w=os.pipe()\nprint('grown=%%d\\ndefault=%%d' %% (ok, fcntl.fcntl(w,F_GETPIPE_SZ)), flush=True)\n%s"
+	hold := fmt.Sprintf(grow, 64, "sys.stdin.read()\n")
+	probe := fmt.Sprintf(grow, 1, "")
+	cfg := c.cfg
+	cfg.Execution.Timeout = sandbox.Duration(30 * time.Second)
+	holding := make(chan struct{}, 1)
+	cfg.Observers = []sandbox.Observer{{OnLog: func(e sandbox.LogEvent) {
+		if strings.HasPrefix(e.Line.Message, "grown=64") {
+			holding <- struct{}{}
+		}
+	}}}
+	runMu.Lock()
+	defer runMu.Unlock()
+	r, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	done := make(chan *sandbox.Result, 1)
+	go func() {
+		res, err := r.Run(context.Background(), sandbox.Command("python3", "-c", hold, c.mark), pr, nil)
+		pr.Close()
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	select {
+	case <-holding:
+	case res := <-done:
+		t.Fatalf("the holding run ended early: %s %+v\n%s\n%s", res.Status, res.Error, res.Stdout, res.Stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding run did not grow its pipes in 20s")
+	}
+	second, err := r.Run(context.Background(), sandbox.Command("python3", "-c", probe, c.mark), nil, nil)
+	pw.Close()
+	first := <-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range []*sandbox.Result{first, second} {
+		if res == nil || res.Status != sandbox.StatusOK {
+			t.Fatalf("run: %+v", res)
+		}
+	}
+	kv1, kv2 := parseKV(first.Stdout), parseKV(second.Stdout)
+	t.Logf("holding run: %s; second run: %s", strings.TrimSpace(string(first.Stdout)), strings.TrimSpace(string(second.Stdout)))
+	if kv1["grown"] != "64" {
+		t.Fatalf("the holding run grew %s pipes, want 64", kv1["grown"])
+	}
+	if kv2["grown"] != "1" || kv2["default"] != "65536" {
+		t.Errorf("HOST EFFECT: while another run held 64 MiB of pipe buffers, a second run's pipe grew %s times (want 1) and its new pipe holds %s bytes (want 65536): the runs share one host user's pipe budget", kv2["grown"], kv2["default"])
 	}
 	if err := host.intact(c.mark); err != nil {
 		t.Error(err)

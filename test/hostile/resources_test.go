@@ -179,8 +179,8 @@ func hostFileBounded(path string, max int64) error {
 	if fi.Size() > max {
 		return fmt.Errorf("HOST EFFECT: host file grew to %d bytes past the %d-byte limit", fi.Size(), max)
 	}
-	if st := fi.Sys().(*syscall.Stat_t); st.Uid != hostUID {
-		return fmt.Errorf("HOST EFFECT: the run's file is owned by host uid %d, want %d", st.Uid, hostUID)
+	if st := fi.Sys().(*syscall.Stat_t); !sandboxID(st.Uid) {
+		return fmt.Errorf("HOST EFFECT: the run's file is owned by host uid %d, want an id of %s", st.Uid, sandbox.DefaultHostIDRange)
 	}
 	return nil
 }

@@ -208,8 +208,8 @@ func ownedBySandbox(path string) error {
 	if err != nil {
 		return err
 	}
-	if uid, gid := statOwner(fi); uid != hostUID || gid != hostGID {
-		return fmt.Errorf("HOST EFFECT: %s owned by host %d:%d, want %d:%d", path, uid, gid, hostUID, hostGID)
+	if uid, gid := statOwner(fi); !sandboxID(uid) || !sandboxID(gid) {
+		return fmt.Errorf("HOST EFFECT: %s owned by host %d:%d, want ids of the sandbox range", path, uid, gid)
 	}
 	return nil
 }
