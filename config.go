@@ -47,15 +47,15 @@ const (
 
 // Execution holds the resource limits of one run.
 type Execution struct {
-	Timeout      Duration `json:"timeout,omitempty" yaml:"timeout"`           // wall clock; default 30s
-	Grace        Duration `json:"grace,omitempty" yaml:"grace"`               // SIGTERM to SIGKILL; default 5s
-	CPUTime      Duration `json:"cpuTime,omitempty" yaml:"cpuTime"`           // all processes together; default unlimited
-	CPUs         CPUs     `json:"cpus,omitempty" yaml:"cpus"`                 // quota in cores; default unlimited
-	Memory       Size     `json:"memory,omitempty" yaml:"memory"`             // swap included; default 512MiB
-	Pids         Count    `json:"pids,omitempty" yaml:"pids"`                 // processes + threads; default 128
-	MaxOutput    Size     `json:"maxOutput,omitempty" yaml:"maxOutput"`       // per stream; default 1MiB
-	MaxFileSize  Size     `json:"maxFileSize,omitempty" yaml:"maxFileSize"`   // default 64MiB
-	MaxOpenFiles Count    `json:"maxOpenFiles,omitempty" yaml:"maxOpenFiles"` // default 256
+	Timeout      Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`           // wall clock; default 30s
+	Grace        Duration `json:"grace,omitempty" yaml:"grace,omitempty"`               // SIGTERM to SIGKILL; default 5s
+	CPUTime      Duration `json:"cpuTime,omitempty" yaml:"cpuTime,omitempty"`           // all processes together; default unlimited
+	CPUs         CPUs     `json:"cpus,omitempty" yaml:"cpus,omitempty"`                 // quota in cores; default unlimited
+	Memory       Size     `json:"memory,omitempty" yaml:"memory,omitempty"`             // swap included; default 512MiB
+	Pids         Count    `json:"pids,omitempty" yaml:"pids,omitempty"`                 // processes + threads; default 128
+	MaxOutput    Size     `json:"maxOutput,omitempty" yaml:"maxOutput,omitempty"`       // per stream; default 1MiB
+	MaxFileSize  Size     `json:"maxFileSize,omitempty" yaml:"maxFileSize,omitempty"`   // default 64MiB
+	MaxOpenFiles Count    `json:"maxOpenFiles,omitempty" yaml:"maxOpenFiles,omitempty"` // default 256
 }
 
 // Permissions holds the security controls a run is allowed.
@@ -183,18 +183,24 @@ const (
 )
 
 // ConfigError is a bad configuration value. Field is the dotted config path
-// (execution.memory) and Want the accepted form.
+// (execution.memory), Want the accepted form, and File the config file the
+// value came from, when it came from one.
 type ConfigError struct {
 	Field string
 	Value string
 	Want  string
+	File  string
 }
 
 func (e *ConfigError) Error() string {
-	if e.Value == "" {
-		return fmt.Sprintf("config %s: %s", e.Field, e.Want)
+	where := "config " + e.Field
+	if e.File != "" {
+		where = "config " + e.File + ": " + e.Field
 	}
-	return fmt.Sprintf("config %s: %s; got %q", e.Field, e.Want, e.Value)
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s", where, e.Want)
+	}
+	return fmt.Sprintf("%s: %s; got %q", where, e.Want, e.Value)
 }
 
 // withDefaults returns a deep-enough copy of c with every zero value replaced
@@ -299,35 +305,35 @@ func (c *Config) validate() error {
 	switch c.Mode {
 	case Subprocess, InProcess:
 	default:
-		return &ConfigError{"mode", string(c.Mode), `want "subprocess" or "inprocess"`}
+		return &ConfigError{Field: "mode", Value: string(c.Mode), Want: `want "subprocess" or "inprocess"`}
 	}
 	if err := c.Execution.validate("execution"); err != nil {
 		return err
 	}
 	if c.Mode == InProcess && c.Execution.Pids != Unlimited {
 		// Nothing in-process can count processes: refusing beats pretending.
-		return &ConfigError{"execution.pids", c.Execution.Pids.String(), "in-process mode cannot enforce a process limit; remove it or use subprocess mode"}
+		return &ConfigError{Field: "execution.pids", Value: c.Execution.Pids.String(), Want: "in-process mode cannot enforce a process limit; remove it or use subprocess mode"}
 	}
 	p := c.Permissions
 	switch p.Network {
 	case NetworkNone, NetworkLoopback, NetworkHost:
 	default:
-		return &ConfigError{"permissions.network", string(p.Network), `want "none", "loopback" or "host"`}
+		return &ConfigError{Field: "permissions.network", Value: string(p.Network), Want: `want "none", "loopback" or "host"`}
 	}
 	if c.Mode == InProcess && p.Network != NetworkNone {
-		return &ConfigError{"permissions.network", string(p.Network), `in-process mode has no network; want "none"`}
+		return &ConfigError{Field: "permissions.network", Value: string(p.Network), Want: `in-process mode has no network; want "none"`}
 	}
 	if !validHostname(p.Hostname) {
-		return &ConfigError{"permissions.hostname", p.Hostname, "want a hostname of letters, digits, '-' and '.', at most 64 characters"}
+		return &ConfigError{Field: "permissions.hostname", Value: p.Hostname, Want: "want a hostname of letters, digits, '-' and '.', at most 64 characters"}
 	}
 	for i, a := range p.Env.Allow {
 		if !ValidEnvPattern(a) {
-			return &ConfigError{fmt.Sprintf("permissions.env.allow[%d]", i), a, "want a variable name (A-Z, a-z, 0-9, _) or a PREFIX_* glob"}
+			return &ConfigError{Field: fmt.Sprintf("permissions.env.allow[%d]", i), Value: a, Want: "want a variable name (A-Z, a-z, 0-9, _) or a PREFIX_* glob"}
 		}
 	}
 	for k := range p.Env.Set {
 		if !ValidEnvName(k) {
-			return &ConfigError{"permissions.env.set", k, "want variable names of A-Z, a-z, 0-9 and _, not starting with a digit"}
+			return &ConfigError{Field: "permissions.env.set", Value: k, Want: "want variable names of A-Z, a-z, 0-9 and _, not starting with a digit"}
 		}
 	}
 	fs := p.Filesystem
@@ -336,7 +342,7 @@ func (c *Config) validate() error {
 	}
 	for _, d := range []struct{ name, val string }{{"workdir", fs.Workdir}, {"outdir", fs.Outdir}} {
 		if d.val != "" && !path.IsAbs(d.val) {
-			return &ConfigError{"permissions.filesystem." + d.name, d.val, "want an absolute host path (the CLI makes relative paths absolute)"}
+			return &ConfigError{Field: "permissions.filesystem." + d.name, Value: d.val, Want: "want an absolute host path (the CLI makes relative paths absolute)"}
 		}
 	}
 	for _, list := range []struct {
@@ -346,17 +352,17 @@ func (c *Config) validate() error {
 		for i, m := range list.mounts {
 			field := fmt.Sprintf("permissions.filesystem.%s[%d]", list.name, i)
 			if !path.IsAbs(m.Source) {
-				return &ConfigError{field + ".source", m.Source, "want an absolute host path"}
+				return &ConfigError{Field: field + ".source", Value: m.Source, Want: "want an absolute host path"}
 			}
 			if m.Target != "" && !path.IsAbs(m.Target) {
-				return &ConfigError{field + ".target", m.Target, "want an absolute path inside the sandbox"}
+				return &ConfigError{Field: field + ".target", Value: m.Target, Want: "want an absolute path inside the sandbox"}
 			}
 		}
 	}
 	for i, t := range fs.Tmpfs {
 		field := fmt.Sprintf("permissions.filesystem.tmpfs[%d]", i)
 		if !path.IsAbs(t.Target) {
-			return &ConfigError{field + ".target", t.Target, "want an absolute path inside the sandbox"}
+			return &ConfigError{Field: field + ".target", Value: t.Target, Want: "want an absolute path inside the sandbox"}
 		}
 		if err := checkSize(field+".size", t.Size, true); err != nil {
 			return err
@@ -365,25 +371,25 @@ func (c *Config) validate() error {
 	switch c.Security.OnViolation {
 	case ViolationErrno, ViolationKill:
 	default:
-		return &ConfigError{"security.onViolation", string(c.Security.OnViolation), `want "errno" or "kill"`}
+		return &ConfigError{Field: "security.onViolation", Value: string(c.Security.OnViolation), Want: `want "errno" or "kill"`}
 	}
 	if _, err := hostIDRange(c.Security); err != nil {
-		return &ConfigError{"security.hostIdRange", c.Security.HostIDRange, err.Error() + " (ids nobody else holds; empty for the built-in " + DefaultHostIDRange + ")"}
+		return &ConfigError{Field: "security.hostIdRange", Value: c.Security.HostIDRange, Want: err.Error() + " (ids nobody else holds; empty for the built-in " + DefaultHostIDRange + ")"}
 	}
 	if err := checkSize("protocol.maxMessageBytes", c.Protocol.MaxMessageBytes, false); err != nil {
 		return err
 	}
 	if c.Protocol.MaxMessageBytes < 1024 {
-		return &ConfigError{"protocol.maxMessageBytes", c.Protocol.MaxMessageBytes.String(), "want at least 1KiB"}
+		return &ConfigError{Field: "protocol.maxMessageBytes", Value: c.Protocol.MaxMessageBytes.String(), Want: "want at least 1KiB"}
 	}
 	if c.Protocol.HandshakeTimeout < 0 {
-		return &ConfigError{"protocol.handshakeTimeout", c.Protocol.HandshakeTimeout.String(), "want a positive duration such as 10s"}
+		return &ConfigError{Field: "protocol.handshakeTimeout", Value: c.Protocol.HandshakeTimeout.String(), Want: "want a positive duration such as 10s"}
 	}
 	if err := checkSize("monitoring.logBufferSize", c.Monitoring.LogBufferSize, false); err != nil {
 		return err
 	}
 	if c.Pool.Size < 0 || c.Pool.Size > 1024 {
-		return &ConfigError{"pool.size", strconv.Itoa(c.Pool.Size), "want a number of warm sandboxes between 0 and 1024"}
+		return &ConfigError{Field: "pool.size", Value: strconv.Itoa(c.Pool.Size), Want: "want a number of warm sandboxes between 0 and 1024"}
 	}
 	return nil
 }
@@ -399,14 +405,14 @@ func (e Execution) validate(prefix string) error {
 			if d.unlimited {
 				want += `, or "unlimited"`
 			}
-			return &ConfigError{prefix + "." + d.name, d.v.String(), want}
+			return &ConfigError{Field: prefix + "." + d.name, Value: d.v.String(), Want: want}
 		}
 	}
 	if e.CPUs < 0 && e.CPUs != Unlimited {
-		return &ConfigError{prefix + ".cpus", e.CPUs.String(), `want a number of cores such as 0.5, or "unlimited"`}
+		return &ConfigError{Field: prefix + ".cpus", Value: e.CPUs.String(), Want: `want a number of cores such as 0.5, or "unlimited"`}
 	}
 	if e.CPUs > 0 && e.CPUs < 0.01 {
-		return &ConfigError{prefix + ".cpus", e.CPUs.String(), "want at least 0.01 cores"}
+		return &ConfigError{Field: prefix + ".cpus", Value: e.CPUs.String(), Want: "want at least 0.01 cores"}
 	}
 	for _, s := range []struct {
 		name string
@@ -417,18 +423,18 @@ func (e Execution) validate(prefix string) error {
 		}
 	}
 	if e.Memory > 0 && e.Memory < 4*MiB {
-		return &ConfigError{prefix + ".memory", e.Memory.String(), "want at least 4MiB"}
+		return &ConfigError{Field: prefix + ".memory", Value: e.Memory.String(), Want: "want at least 4MiB"}
 	}
 	for _, c := range []struct {
 		name string
 		v    Count
 	}{{"pids", e.Pids}, {"maxOpenFiles", e.MaxOpenFiles}} {
 		if c.v < 0 && c.v != Unlimited {
-			return &ConfigError{prefix + "." + c.name, c.v.String(), `want a whole number >= 1, or "unlimited"`}
+			return &ConfigError{Field: prefix + "." + c.name, Value: c.v.String(), Want: `want a whole number >= 1, or "unlimited"`}
 		}
 	}
 	if e.MaxOpenFiles > 0 && e.MaxOpenFiles < 16 {
-		return &ConfigError{prefix + ".maxOpenFiles", e.MaxOpenFiles.String(), "want at least 16 (the runtimes need a few descriptors)"}
+		return &ConfigError{Field: prefix + ".maxOpenFiles", Value: e.MaxOpenFiles.String(), Want: "want at least 16 (the runtimes need a few descriptors)"}
 	}
 	return nil
 }
@@ -441,7 +447,7 @@ func checkSize(field string, v Size, unlimited bool) error {
 	if unlimited {
 		want += `, or "unlimited"`
 	}
-	return &ConfigError{field, v.String(), want}
+	return &ConfigError{Field: field, Value: v.String(), Want: want}
 }
 
 func validHostname(h string) bool {

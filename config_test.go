@@ -407,6 +407,12 @@ func TestParseConfigErrorsNameKeyPath(t *testing.T) {
 		{"server: {ceilings: {memory: huge}}", "server.ceilings.memory", "want a size"},
 		{`{"protocol": {"handshakeTimeout": 10}}`, "protocol.handshakeTimeout", "want a duration"},
 		{"- a\n- b\n", "(document)", "mapping of keys"},
+		{"execution: {pids: 0}", "execution.pids", "0 is not a limit"},
+		{"execution: {timeout: 0s}", "execution.timeout", "0 is not a limit"},
+		{`{"execution": {"memory": 0}}`, "execution.memory", "0 is not a limit"},
+		{"server: {defaults: {maxOutput: 0}}", "server.defaults.maxOutput", "0 is not a limit"},
+		{"execution:\n  memory: 64MiB\n  memory: 1GiB\n", "execution.memory", "duplicate key (line 3, first at line 2)"},
+		{"permissions:\n  env:\n    set: {A: x, A: y}\n", "permissions.env.set.A", "duplicate key"},
 		{"just a string", "(document)", "mapping of keys"},
 	}
 	for _, tt := range tests {

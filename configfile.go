@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -20,6 +21,12 @@ func LoadConfig(path string) (Config, error) {
 	}
 	cfg, err := ParseConfig(b)
 	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			named := *ce
+			named.File = path
+			return Config{}, &named
+		}
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
@@ -82,6 +89,9 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
 			}
 			fields[tag] = v.Field(i)
 		}
+		if err := noDuplicates(n, path); err != nil {
+			return err
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
 			f, ok := fields[key]
@@ -90,6 +100,10 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
 			}
 			if err := decodeNode(n.Content[i+1], f, join(path, key)); err != nil {
 				return err
+			}
+			if t == executionType && noZero[key] && f.IsZero() {
+				return &ConfigError{Field: join(path, key), Value: n.Content[i+1].Value, Want: "0 is not a limit; want a positive value, \"unlimited\", or no key for the default"}
+
 			}
 		}
 		return nil
@@ -108,6 +122,9 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			return &ConfigError{Field: path, Want: "want a mapping"}
+		}
+		if err := noDuplicates(n, path); err != nil {
+			return err
 		}
 		m := reflect.MakeMap(v.Type())
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -135,6 +152,32 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
 			want = "want a string"
 		}
 		return &ConfigError{Field: path, Value: n.Value, Want: want}
+	}
+	return nil
+}
+
+// executionType and noZero: an explicit 0 for a limit whose default is a
+// number (not unlimited) is refused rather than read as the default, which
+// is what it silently meant before; cpuTime and cpus default to unlimited,
+// so 0 keeps meaning that. The library's Config still reads a zero field as
+// the default: Go has no "absent" for a struct field.
+var (
+	executionType = reflect.TypeFor[Execution]()
+	noZero        = map[string]bool{"timeout": true, "grace": true, "memory": true, "pids": true,
+		"maxOutput": true, "maxFileSize": true, "maxOpenFiles": true}
+)
+
+// noDuplicates refuses a mapping that names a key twice: YAML parsers keep
+// the last one, so a typo'd override would silently replace a limit.
+func noDuplicates(n *yaml.Node, path string) error {
+	first := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if line, dup := first[k.Value]; dup {
+			return &ConfigError{Field: join(path, k.Value),
+				Want: fmt.Sprintf("duplicate key (line %d, first at line %d); give each key once", k.Line, line)}
+		}
+		first[k.Value] = k.Line
 	}
 	return nil
 }

@@ -181,7 +181,7 @@ func TestFileHandlerErrors(t *testing.T) {
 		{name: "node-missing-export", runtime: "node", file: "handler", export: "nope", status: sandbox.StatusSetupError, code: sandbox.CodeHandlerNotFound, exit: 126},
 		{name: "node-missing-file", runtime: "node", file: "nope", status: sandbox.StatusSetupError, code: sandbox.CodeHandlerNotFound, exit: 126},
 		{name: "node-no-plugin-root", runtime: "node", file: "handler", noPluginRoot: true, status: sandbox.StatusSetupError, code: sandbox.CodeHandlerNotFound, exit: 126},
-		{name: "node-exit-code-3", runtime: "node", file: "handler", export: "three", status: sandbox.StatusHandlerError, code: sandbox.CodeHandlerExitCode, exit: 1},
+		{name: "node-exit-code-3", runtime: "node", file: "handler", export: "three", status: sandbox.StatusHandlerError, code: sandbox.CodeHandlerExitCode, exit: 3},
 		{name: "python-thrown-code", runtime: "python", file: "handler", export: "fail", status: sandbox.StatusHandlerError, code: "E_X", exit: 1},
 		{name: "python-missing-export", runtime: "python", file: "handler", export: "nope", status: sandbox.StatusSetupError, code: sandbox.CodeHandlerNotFound, exit: 126},
 	} {

@@ -60,7 +60,7 @@ type funcReturn struct {
 // the caller cancels; a function that ignores its context is abandoned after
 // the grace period (it keeps its goroutine: Go cannot kill one).
 func (s *inProcess) runFunc(ctx context.Context, rs *runState) {
-	rs.result.Isolation = Isolation{Mode: InProcess, Runtime: "go", Network: NetworkNone}
+	rs.result.Isolation = Isolation{Mode: InProcess, Runtime: "go", Network: NetworkHost} // the function is this process: its network is the host's
 	exec := s.cfg.Execution
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -70,7 +70,7 @@ func decide(fired map[Status]bool, own Status) Status {
 	return own
 }
 
-// ExitCode is the exit status `sandbox run` uses for a result.
+// ExitStatus is the exit status `sandbox run` uses for a result.
 func (r *Result) ExitStatus() int {
 	switch r.Status {
 	case StatusOK:
@@ -88,6 +88,11 @@ func (r *Result) ExitStatus() int {
 	case StatusTimeout, StatusCPULimit, StatusMemoryLimit, StatusOutputLimit, StatusFileSizeLimit, StatusViolation:
 		return 124
 	case StatusHandlerError:
+		// A handler that returned an exit code exits with it, as the
+		// command-line tool it stands for would.
+		if r.Error != nil && r.Error.Code == CodeHandlerExitCode && r.ExitCode > 0 && r.ExitCode < 256 {
+			return r.ExitCode
+		}
 		return 1
 	case StatusCancelled:
 		return 130
@@ -128,6 +133,30 @@ type Metrics struct {
 func ms(d time.Duration) *float64 {
 	v := float64(d.Microseconds()) / 1000
 	return &v
+}
+
+// setCPU sets cpuMs, userMs and sysMs from one clock: total is the precise
+// CPU time (the cgroup's usage, or user+sys where that is all there is), and
+// user and sys are only its split. cgroup v1 samples user and sys at timer
+// ticks while its usage is exact, so they disagree (1.1 ms of usage with 0 +
+// 4 ms of ticks); the split is scaled to the total the way the kernel's own
+// cputime_adjust does for /proc/PID/stat, all of it user when no tick
+// landed. userMs + sysMs is then cpuMs, in every mode.
+func setCPU(m *Metrics, total, user, sys time.Duration) {
+	if total <= 0 {
+		total = user + sys
+	}
+	if user+sys > 0 {
+		user = time.Duration(float64(total) * float64(user) / float64(user+sys))
+	} else {
+		user = total
+	}
+	// Rounded to microseconds first, so that the two parts add up to the
+	// total as printed.
+	t, u := total.Microseconds(), user.Microseconds()
+	m.CPUMs = ms(time.Duration(t) * time.Microsecond)
+	m.UserMs = ms(time.Duration(u) * time.Microsecond)
+	m.SysMs = ms(time.Duration(t-u) * time.Microsecond)
 }
 
 func setMemPeak(m *Metrics, bytes int64) {

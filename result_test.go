@@ -387,7 +387,9 @@ func TestExitStatus(t *testing.T) {
 		{StatusFileSizeLimit, CodeFileSizeLimit, -1, "SIGXFSZ", 124},
 		{StatusViolation, CodeSeccompViolation, -1, "SIGSYS", 124},
 		{StatusHandlerError, CodeHandlerError, 0, "", 1},
-		{StatusHandlerError, CodeHandlerExitCode, 3, "", 1},
+		{StatusHandlerError, CodeHandlerExitCode, 3, "", 3}, // the handler's own code
+		{StatusHandlerError, CodeHandlerExitCode, 0, "", 1},
+		{StatusHandlerError, CodeHandlerCrashed, 3, "", 1},
 		{StatusCancelled, CodeCancelled, -1, "SIGKILL", 130},
 		{StatusSetupError, CodeSetupFailed, -1, "", 125},
 		{StatusSetupError, CodeHandlerNotFound, -1, "", 126},
@@ -402,6 +404,33 @@ func TestExitStatus(t *testing.T) {
 		}
 		if got := r.ExitStatus(); got != tt.want {
 			t.Errorf("ExitStatus(%s %s exit %d %s) = %d, want %d", tt.status, tt.code, tt.exitCode, tt.signal, got, tt.want)
+		}
+	}
+}
+
+// cpuMs, userMs and sysMs come from one clock: the split always adds up to
+// the total, whatever the tick samples said.
+func TestSetCPU(t *testing.T) {
+	us := time.Microsecond
+	tests := []struct {
+		total, user, sys      time.Duration
+		wantCPU, wantU, wantS float64
+	}{
+		{1137 * us, 0, 4 * time.Millisecond, 1.137, 0, 1.137}, // cgroup v1: usage exact, ticks coarse
+		{10 * time.Millisecond, 3 * time.Millisecond, 1 * time.Millisecond, 10, 7.5, 2.5},
+		{1191 * us, 0, 0, 1.191, 1.191, 0},                       // no tick landed: all user, as the kernel's cputime_adjust
+		{0, 2 * time.Millisecond, 1 * time.Millisecond, 3, 2, 1}, // rusage only
+		{1001 * us, 1, 2, 1.001, 0.333, 0.668},
+	}
+	for _, tt := range tests {
+		var m Metrics
+		setCPU(&m, tt.total, tt.user, tt.sys)
+		if *m.CPUMs != tt.wantCPU || *m.UserMs != tt.wantU || *m.SysMs != tt.wantS {
+			t.Errorf("setCPU(%v, %v, %v) = %v %v %v, want %v %v %v", tt.total, tt.user, tt.sys,
+				*m.CPUMs, *m.UserMs, *m.SysMs, tt.wantCPU, tt.wantU, tt.wantS)
+		}
+		if d := *m.UserMs + *m.SysMs - *m.CPUMs; d > 1e-9 || d < -1e-9 {
+			t.Errorf("setCPU(%v, %v, %v): user + sys = %v, cpu %v", tt.total, tt.user, tt.sys, *m.UserMs+*m.SysMs, *m.CPUMs)
 		}
 	}
 }

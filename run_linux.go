@@ -280,7 +280,7 @@ func (r *subRun) plan() (*mount.Plan, error) {
 	}
 	p, err := mount.NewPlan(o)
 	if err != nil {
-		return nil, planError(err)
+		return nil, planError(err, r.s.cfg.Permissions.Filesystem)
 	}
 	if os.Geteuid() == 0 {
 		if err := checkSources(o); err != nil {
@@ -440,13 +440,28 @@ func (r *subRun) rlimits() []spec.Rlimit {
 	return out
 }
 
+// notFoundHint explains where a command is looked up: a path the user typed
+// on the host (./tool) is not inside the sandbox unless a mount puts it there.
+func notFoundHint(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	if strings.Contains(argv[0], "/") && !strings.HasPrefix(argv[0], "/") {
+		return " (the command is looked up inside the sandbox, relative to /workspace: --workdir DIR mounts a host directory there)"
+	}
+	if strings.HasPrefix(argv[0], "/") {
+		return " (the command is looked up inside the sandbox: its root holds the host's /usr, /bin and /lib read-only and a minimal /etc; --ro SRC mounts more)"
+	}
+	return " (the command is looked up in $PATH inside the sandbox: /usr/local/bin, /usr/bin, /bin; --ro SRC mounts more)"
+}
+
 // execFailed maps a failed start to setup_error with the right code.
 func (r *subRun) execFailed(err error) {
 	var se *proc.SetupError
 	if errors.As(err, &se) && se.Step == "exec" {
 		switch se.Errno {
 		case syscall.ENOENT:
-			r.rs.setupError(CodeCommandNotFound, se.Err)
+			r.rs.setupError(CodeCommandNotFound, se.Err+notFoundHint(r.rs.handler.Command))
 			return
 		case syscall.EACCES, syscall.ENOEXEC, syscall.EISDIR, syscall.EPERM:
 			r.rs.setupError(CodeCommandNotExec, se.Err)

@@ -134,7 +134,7 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 	}
 	s.planOpts = planOptions(cfg)
 	if s.plan, err = mount.NewPlan(s.planOpts); err != nil {
-		return nil, planError(err)
+		return nil, planError(err, cfg.Permissions.Filesystem)
 	}
 	if os.Geteuid() == 0 {
 		if err := checkSources(s.planOpts); err != nil {
@@ -147,12 +147,53 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 	return s, nil
 }
 
-func planError(err error) error {
+func planError(err error, fs Filesystem) error {
 	var oe *mount.OptionError
 	if errors.As(err, &oe) {
-		return &ConfigError{Field: "permissions.filesystem (" + oe.Option + ")", Value: oe.Value, Want: oe.Err.Error()}
+		return &ConfigError{Field: optionKey(oe.Option, fs), Value: oe.Value, Want: oe.Err.Error()}
 	}
 	return fmt.Errorf("sandbox: filesystem: %w", err)
+}
+
+// optionKey names a mount option by the config key the user wrote:
+// "ReadOnly[1].Source" is permissions.filesystem.readOnly[1].source, and a
+// Tmpfs index counts the /tmp entries planOptions folds into TmpSize.
+func optionKey(opt string, fs Filesystem) string {
+	var parts []string
+	for part := range strings.SplitSeq(opt, ".") {
+		if part != "" {
+			part = strings.ToLower(part[:1]) + part[1:]
+		}
+		parts = append(parts, part)
+	}
+	if i, ok := tmpfsIndex(parts[0]); ok {
+		for j, t := range fs.Tmpfs {
+			if t.Target == "/tmp" {
+				continue
+			}
+			if i == 0 {
+				parts[0] = fmt.Sprintf("tmpfs[%d]", j)
+				break
+			}
+			i--
+		}
+	}
+	if parts[0] == "tmpSize" {
+		parts[0] = "tmpfs"
+	}
+	if parts[0] == "network" || parts[0] == "hostname" {
+		return "permissions." + strings.Join(parts, ".")
+	}
+	return "permissions.filesystem." + strings.Join(parts, ".")
+}
+
+func tmpfsIndex(p string) (int, bool) {
+	n, ok := strings.CutPrefix(p, "tmpfs[")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(strings.TrimSuffix(n, "]"))
+	return i, err == nil
 }
 
 func planOptions(cfg *Config) mount.Options {
@@ -301,10 +342,15 @@ func rootlessNoCgroup(asked Execution, cause error) error {
 	if len(lim) == 0 {
 		return nil
 	}
-	return fmt.Errorf("sandbox: cgroup: %s requested, but this user (uid %d) has no delegated cgroup v2 subtree to enforce it (%v); "+
+	also := ""
+	if len(lim) > 1 {
+		also = " (so are " + strings.Join(lim[1:], ", ") + ")"
+	}
+	// A ConfigError names the limit's key, and the CLI the flag that set it.
+	return &ConfigError{Field: lim[0], Want: fmt.Sprintf("a cgroup limit%s, but this user (uid %d) has no delegated cgroup v2 subtree to enforce it (%v); "+
 		"delegate one (systemd: Delegate=yes, e.g. systemd-run --user --scope -p Delegate=yes -- COMMAND; or, as root, chown a cgroup v2 "+
 		"directory to uid %d with +memory +pids +cpu in its cgroup.subtree_control), or remove the limit, or set bestEffort to run without it",
-		strings.Join(lim, ", "), os.Geteuid(), cause, os.Geteuid())
+		also, os.Geteuid(), cause, os.Geteuid())}
 }
 
 // noCgroupReason says plainly what a run without cgroups lacks.

@@ -103,12 +103,16 @@ func (r *subRun) collect(e proc.Exit) {
 	res.Metrics.TimeMs = ms(time.Since(rs.start))
 
 	oom := 0
+	if e.Reported && (e.CPUUser > 0 || e.CPUSystem > 0) {
+		// Without a cgroup (rootless without delegation), the init's
+		// account of what its processes used; a cgroup's is exact and
+		// replaces it below.
+		setCPU(&res.Metrics, 0, e.CPUUser, e.CPUSystem)
+	}
 	if r.group != nil {
 		if st, err := r.group.Stats(); err == nil {
 			if st.HasCPU {
-				res.Metrics.CPUMs = ms(st.CPUUsage)
-				res.Metrics.UserMs = ms(st.CPUUser)
-				res.Metrics.SysMs = ms(st.CPUSystem)
+				setCPU(&res.Metrics, st.CPUUsage, st.CPUUser, st.CPUSystem)
 			}
 			if st.HasMemoryPeak {
 				setMemPeak(&res.Metrics, st.MemoryPeak)

@@ -118,6 +118,9 @@ func (s *inProcess) runWASM(ctx context.Context, rs *runState) {
 	if out.MemoryPeakBytes > 0 {
 		setMemPeak(&rs.result.Metrics, out.MemoryPeakBytes)
 	}
+	if out.HasCPU {
+		setCPU(&rs.result.Metrics, 0, out.CPUUser, out.CPUSystem)
+	}
 	if out.Interrupted {
 		if ctx.Err() != nil {
 			rs.limit(StatusCancelled, "cancelled by the caller: "+context.Cause(ctx).Error())

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -94,6 +95,10 @@ type Outcome struct {
 	// CacheHit: the Engine already held the module (compiled or being
 	// compiled by another run), so this run compiled nothing.
 	CacheHit bool
+	// CPUUser and CPUSystem are the CPU time of the thread that ran the
+	// guest (instantiation, execution and host calls), when HasCPU.
+	CPUUser, CPUSystem time.Duration
+	HasCPU             bool
 }
 
 // errOutput is the cause given to the run's context when a write failed.
@@ -170,9 +175,17 @@ func (e *Engine) Run(ctx context.Context, s Spec) (Outcome, error) {
 	defer closeMounts()
 
 	mem := &limitAllocator{limit: limitPages * pageSize}
+	// The guest runs on this goroutine, host calls included: pinned to its
+	// thread, the thread's CPU time is the guest's.
+	runtime.LockOSThread()
+	cpu0, cpuOK := threadCPU()
 	start = time.Now()
 	callErr, err := e.instantiateAndStart(experimental.WithMemoryAllocator(runCtx, mem), m.compiled, cfg)
 	out.RunTime = time.Since(start)
+	if cpu1, ok := threadCPU(); ok && cpuOK {
+		out.CPUUser, out.CPUSystem, out.HasCPU = cpu1.user-cpu0.user, cpu1.sys-cpu0.sys, true
+	}
+	runtime.UnlockOSThread()
 	if err != nil {
 		return out, err
 	}

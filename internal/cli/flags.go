@@ -66,6 +66,9 @@ func (v *value) Set(s string) error {
 // reason too: it may name the spelling meant ("MB", "30s").
 func wantOf(err error) string {
 	msg := err.Error()
+	if _, ok := err.(zeroError); ok {
+		return msg
+	}
 	var ue *units.Error
 	if i := strings.LastIndex(msg, "; want "); i >= 0 && errors.As(err, &ue) {
 		return ue.Reason + msg[i:]
@@ -84,26 +87,48 @@ func (p *parser) add(name, usage string, parse func(string) error) *value {
 	return v
 }
 
+// errZero refuses an explicit 0 for a limit whose default is a number: it
+// used to mean the default, which surprised everyone who meant "none" or
+// "no limit". Limits whose default is unlimited (--cpu-time, --cpus) take 0
+// as unlimited.
+func errZero(forms string) error {
+	return zeroError(fmt.Sprintf(`0 is not a limit; want %s, or leave the flag out for the default`, forms))
+}
+
+// zeroError keeps its whole text in the flag's message: the reason is the
+// point.
+type zeroError string
+
+func (e zeroError) Error() string { return string(e) }
+
 func (p *parser) size(name, usage string, dst *sandbox.Size) *value {
 	return p.add(name, usage, func(s string) error {
-		// 0 means the default, like an absent flag (DESIGN.md section 7).
 		v, err := sandbox.ParseSize(s)
-		if err == nil && v != 0 {
-			*dst = v
+		if err == nil && v == 0 {
+			return errZero(`a size such as 512MiB, "unlimited"`)
 		}
+		*dst = v
 		return err
 	})
 }
 
-func (p *parser) duration(name, usage string, dst *sandbox.Duration) *value {
+// duration parses a duration flag; zero is what 0 means: "" refuses it (the
+// default is a number), "unlimited" takes it as no limit, the default there.
+// grace cannot be unlimited, so it names only durations.
+func (p *parser) duration(name, usage, zero string, dst *sandbox.Duration) *value {
 	return p.add(name, usage, func(s string) error {
 		v, err := sandbox.ParseDuration(s)
 		if err != nil {
 			return err
 		}
-		if v != 0 {
-			*dst = v
+		if v == 0 && zero == "" {
+			forms := `a duration such as 500ms or 2s, "unlimited"`
+			if name == "grace" {
+				forms = "a duration such as 100ms or 2s"
+			}
+			return errZero(forms)
 		}
+		*dst = v
 		return nil
 	})
 }
@@ -114,9 +139,10 @@ func (p *parser) count(name, usage string, dst *sandbox.Count) *value {
 		if err != nil {
 			return err
 		}
-		if v != 0 {
-			*dst = v
+		if v == 0 {
+			return errZero(`a whole number of at least 1, "unlimited"`)
 		}
+		*dst = v
 		return nil
 	})
 }

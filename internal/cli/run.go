@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,9 +38,13 @@ type runFlags struct {
 	runtime    string
 	pluginRoot string
 	wasm       string
+	signature  string
+	args       []string       // --arg: a command-style handler's argv
+	flags      map[string]any // --flag: its flags
 	protocol   bool
 	json       bool
 	bestEffort bool
+	rest       []string // the words after --
 	set        map[string]bool
 }
 
@@ -47,13 +52,13 @@ func parseRunFlags(env *Env, args []string) (*runFlags, []string, error) {
 	f := &runFlags{set: map[string]bool{}}
 	p := newParser("run")
 	e := &f.cfg.Execution
-	p.duration("timeout", "wall-clock limit (default 30s)", &e.Timeout)
-	p.duration("grace", "time between SIGTERM and SIGKILL (default 5s)", &e.Grace)
-	p.duration("cpu-time", "CPU-time limit of all processes together (default unlimited)", &e.CPUTime)
+	p.duration("timeout", "wall-clock limit (default 30s)", "", &e.Timeout)
+	p.duration("grace", "time between SIGTERM and SIGKILL (default 5s)", "", &e.Grace)
+	p.duration("cpu-time", "CPU-time limit of all processes together (default unlimited)", "unlimited", &e.CPUTime)
 	p.add("cpus", "CPU quota in cores, e.g. 0.5 (default unlimited)", func(s string) error {
 		v, err := sandbox.ParseCPUs(s)
-		if err == nil && v != 0 {
-			e.CPUs = v
+		if err == nil {
+			e.CPUs = v // 0: unlimited, the default
 		}
 		return err
 	})
@@ -137,6 +142,32 @@ func parseRunFlags(env *Env, args []string) (*runFlags, []string, error) {
 	p.fs.StringVar(&f.handler, "handler", "", "FILE[#EXPORT] handler under the plugin root")
 	p.fs.StringVar(&f.runtime, "runtime", "", "node or python (with --handler)")
 	p.fs.StringVar(&f.wasm, "wasm", "", "WASI module to run in-process")
+	p.add("signature", `how --handler is called: "input" for fn(input, ctx) (default), "command" for fn(ctx, argv, flags)`, func(s string) error {
+		if s != "input" && s != "command" {
+			return errors.New(`want "input" (fn(input, ctx)) or "command" (fn(ctx, argv, flags))`)
+		}
+		f.signature = s
+		return nil
+	})
+	p.list("arg", "an argument for a command-style handler (repeatable; also the words after --)", func(s string) error {
+		f.args = append(f.args, s)
+		return nil
+	})
+	p.list("flag", "NAME[=VALUE] flag for a command-style handler (repeatable; NAME alone is true)", func(s string) error {
+		name, val, hasValue := strings.Cut(s, "=")
+		if name == "" || strings.HasPrefix(name, "-") {
+			return errors.New("want NAME or NAME=VALUE, without leading dashes")
+		}
+		if f.flags == nil {
+			f.flags = map[string]any{}
+		}
+		if hasValue {
+			f.flags[name] = val
+		} else {
+			f.flags[name] = true
+		}
+		return nil
+	})
 	p.fs.BoolVar(&f.protocol, "protocol", false, "offer the handler protocol to the command on fd 3")
 	p.fs.BoolVar(&f.json, "json", false, "print the Result as one JSON object instead of streaming output")
 	p.fs.BoolVar(&f.bestEffort, "best-effort", false, "run where the host lacks a requested protection (listed in isolation.degraded)")
@@ -148,7 +179,8 @@ func parseRunFlags(env *Env, args []string) (*runFlags, []string, error) {
 		return nil, nil, err
 	}
 	p.fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	return f, p.fs.Args(), nil
+	f.rest = p.fs.Args()
+	return f, f.rest, nil
 }
 
 func absPath(env *Env, p string) (string, error) {
@@ -235,7 +267,7 @@ func runCmd(env *Env, args []string) int {
 	}
 	cfg, err := f.config()
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "sandbox run: %v\n", err)
+		fmt.Fprintf(env.Stderr, "sandbox run: %s\n", f.explain(err))
 		return exitUsage
 	}
 	ec, err := f.execContext()
@@ -248,9 +280,14 @@ func runCmd(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "sandbox run: %v\n", err)
 		return exitUsage
 	}
+	var con *console
+	if !f.json {
+		con = newConsole(env.Stderr)
+		cfg.Observers = append(cfg.Observers, con.observer())
+	}
 	r, err := sandbox.New(cfg)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "sandbox run: %v\n", oneLine(err))
+		fmt.Fprintf(env.Stderr, "sandbox run: %s\n", f.explain(err))
 		return exitUsage
 	}
 	defer r.Close()
@@ -264,8 +301,11 @@ func runCmd(env *Env, args []string) int {
 		res, err = r.RunStream(ctx, h, input, ec, sandbox.Stream{Stdout: env.Stdout, Stderr: env.Stderr})
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "sandbox run: %v\n", oneLine(err))
+		fmt.Fprintf(env.Stderr, "sandbox run: %s\n", f.explain(err))
 		return exitUsage
+	}
+	if con != nil {
+		con.done()
 	}
 	if f.json {
 		b, _ := json.Marshal(res)
@@ -275,7 +315,7 @@ func runCmd(env *Env, args []string) int {
 		// output would be.
 		fmt.Fprintf(env.Stdout, "%s\n", res.Data)
 	} else if !res.OK {
-		fmt.Fprintf(env.Stderr, "sandbox: %s\n", reason(res))
+		fmt.Fprintf(env.Stderr, "sandbox run: %s\n", reason(res))
 	}
 	return res.ExitStatus()
 }
@@ -291,8 +331,8 @@ func (f *runFlags) handlerOf(rest []string) (sandbox.Handler, error) {
 	case f.handler != "" && f.wasm != "":
 		return sandbox.Handler{}, &flagError{flag: "handler", want: "give either --handler, --wasm or -- COMMAND, not several"}
 	case f.handler != "":
-		if len(rest) > 0 {
-			return sandbox.Handler{}, &flagError{flag: "handler", want: "a handler takes no command after --"}
+		if len(rest) > 0 && f.signature != "command" {
+			return sandbox.Handler{}, &flagError{flag: "handler", want: "a handler takes no command after --; for fn(ctx, argv, flags) give --signature command, and the words after -- are its argv and flags"}
 		}
 		if f.runtime != "node" && f.runtime != "python" {
 			return sandbox.Handler{}, &flagError{flag: "runtime", value: f.runtime, want: `want "node" or "python" with --handler`}
@@ -311,6 +351,9 @@ func (f *runFlags) handlerOf(rest []string) (sandbox.Handler, error) {
 	if f.runtime != "" {
 		return sandbox.Handler{}, &flagError{flag: "runtime", value: f.runtime, want: "want --runtime only with --handler"}
 	}
+	if f.signature != "" || f.args != nil || f.flags != nil {
+		return sandbox.Handler{}, &flagError{flag: "signature", want: "want --signature, --arg and --flag only with --handler"}
+	}
 	return sandbox.Handler{Command: rest, Protocol: f.protocol}, nil
 }
 
@@ -321,7 +364,10 @@ func (f *runFlags) execContext() (*sandbox.ExecutionContext, error) {
 		if err != nil {
 			return nil, &flagError{flag: "context", value: f.context, want: "want a readable JSON file: " + err.Error()}
 		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
+		if err := checkJSON(b); err != nil {
+			return nil, &flagError{flag: "context", value: f.context, want: "want an execution context as JSON: " + err.Error()}
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(ec); err != nil {
 			return nil, &flagError{flag: "context", value: f.context, want: "want an execution context as JSON: " + err.Error()}
@@ -330,7 +376,55 @@ func (f *runFlags) execContext() (*sandbox.ExecutionContext, error) {
 	if f.pluginRoot != "" {
 		ec.PluginRoot = f.pluginRoot
 	}
+	switch f.signature {
+	case "command":
+		// The handler protocol's command shape: a CLI adapter calling
+		// fn(ctx, argv, flags).
+		argv, flags := commandArgs(f.rest)
+		argv = append(append([]string{}, f.args...), argv...)
+		for k, v := range f.flags {
+			flags[k] = v
+		}
+		ec.Adapter = map[string]any{"type": "cli", "argv": argv, "flags": flags}
+		meta := sandbox.AdapterMeta{Type: "cli"}
+		if ec.AdapterMeta != nil {
+			meta = *ec.AdapterMeta
+		}
+		meta.Signature = "command"
+		ec.AdapterMeta = &meta
+	case "input":
+		// Explicitly fn(input, ctx), whatever a --context file says.
+		if ec.AdapterMeta != nil && ec.AdapterMeta.Signature == "command" {
+			meta := *ec.AdapterMeta
+			meta.Signature = ""
+			ec.AdapterMeta = &meta
+		}
+	}
 	return ec, nil
+}
+
+// commandArgs splits the words after -- the way a command line would:
+// --name=value and --name are flags (a bare --name is true), a lone --
+// ends the flags, and every other word is an argument.
+func commandArgs(words []string) ([]string, map[string]any) {
+	argv, flags := []string{}, map[string]any{}
+	for i, w := range words {
+		if w == "--" {
+			argv = append(argv, words[i+1:]...)
+			break
+		}
+		name, ok := strings.CutPrefix(w, "--")
+		if !ok || name == "" {
+			argv = append(argv, w)
+			continue
+		}
+		if k, v, hasValue := strings.Cut(name, "="); hasValue {
+			flags[k] = v
+		} else {
+			flags[name] = true
+		}
+	}
+	return argv, flags
 }
 
 func (f *runFlags) inputOf(env *Env, h sandbox.Handler) (any, error) {
@@ -358,10 +452,61 @@ func (f *runFlags) inputOf(env *Env, h sandbox.Handler) (any, error) {
 	if isCommand || h.WASM != "" {
 		return data, nil
 	}
-	if !json.Valid(data) {
-		return nil, &flagError{flag: "input", value: f.input, want: "want a JSON document for a handler's input"}
+	if err := checkJSON(data); err != nil {
+		return nil, &flagError{flag: "input", value: f.input, want: "want a JSON document for a handler's input: " + err.Error()}
 	}
 	return json.RawMessage(data), nil
+}
+
+// configFlags names the flag behind each config key, so an error about a
+// value the user gave as a flag names the flag.
+var configFlags = map[string]string{
+	"execution.timeout": "timeout", "execution.grace": "grace", "execution.cpuTime": "cpu-time",
+	"execution.cpus": "cpus", "execution.memory": "memory", "execution.pids": "pids",
+	"execution.maxOutput": "max-output", "execution.maxFileSize": "max-file-size",
+	"execution.maxOpenFiles": "max-open-files", "permissions.env": "env",
+	"permissions.filesystem.readOnly": "ro", "permissions.filesystem.readWrite": "rw",
+	"permissions.filesystem.tmpfs": "tmpfs", "permissions.filesystem.workdir": "workdir",
+	"permissions.filesystem.outdir": "outdir", "permissions.network": "net", "permissions.hostname": "hostname",
+}
+
+// explain is the one-line message of an error before a run: a config value
+// the user gave as a flag is named by the flag, one from the config file by
+// the file and its key, and the library's own "sandbox: " prefix is dropped
+// (the line already starts with "sandbox run:").
+func (f *runFlags) explain(err error) string {
+	var ce *sandbox.ConfigError
+	if errors.As(err, &ce) {
+		if name := f.flagOf(ce.Field); name != "" && ce.File == "" {
+			return oneLine(&flagError{flag: name, value: ce.Value, want: ce.Want})
+		}
+		if ce.File == "" && f.configFile != "" {
+			named := *ce
+			named.File = f.configFile
+			err = &named
+		}
+	}
+	return strings.TrimPrefix(oneLine(err), "sandbox: ")
+}
+
+// flagOf is the flag that set the config key field, or "" when no flag did.
+// List keys carry an index; the flags' entries come after the file's.
+func (f *runFlags) flagOf(field string) string {
+	for key, name := range configFlags {
+		rest, ok := strings.CutPrefix(field, key)
+		if !ok || (rest != "" && rest[0] != '.' && rest[0] != '[') || !f.set[name] {
+			continue
+		}
+		if f.configFile == "" {
+			return name
+		}
+		switch name {
+		case "env", "ro", "rw", "tmpfs":
+			return "" // the file may have entries of its own: keep its key path
+		}
+		return name
+	}
+	return ""
 }
 
 // reason is the one-line explanation of a non-ok result.
@@ -387,4 +532,34 @@ func oneLine(err error) string {
 		s = strings.ToValidUTF8(s[:maxLine], "") + "…"
 	}
 	return s
+}
+
+// checkJSON says where a document stops being JSON: line and column, and
+// what was found there.
+func checkJSON(data []byte) error {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	err := dec.Decode(&v)
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			return fmt.Errorf("more than one value (line %s)", position(data, dec.InputOffset()))
+		}
+		return nil
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%v at line %s", se, position(data, se.Offset-1))
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("the document ends early (line %s)", position(data, int64(len(data))))
+	}
+	return err
+}
+
+// position is "LINE, column COL" of a byte offset (1-based).
+func position(data []byte, off int64) string {
+	off = min(max(off, 0), int64(len(data)))
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(data[:off], '\n'))
+	return fmt.Sprintf("%d, column %d", line, col)
 }

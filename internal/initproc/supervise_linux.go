@@ -57,7 +57,12 @@ func (s *initState) supervise() int {
 		}
 		// The run ends with its program: nothing may outlive it.
 		unix.Kill(-1, unix.SIGKILL)
-		s.reply(spec.Reply{Step: "exited", Status: int(ws)})
+		r := spec.Reply{Step: "exited", Status: int(ws)}
+		var ru unix.Rusage
+		if unix.Getrusage(unix.RUSAGE_CHILDREN, &ru) == nil {
+			r.UserUsec, r.SysUsec = ru.Utime.Nano()/1000, ru.Stime.Nano()/1000
+		}
+		s.reply(r)
 		for {
 			if _, err := unix.Wait4(-1, nil, unix.WALL, nil); err == unix.ECHILD {
 				return 0

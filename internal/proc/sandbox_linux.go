@@ -361,6 +361,9 @@ type Exit struct {
 	Reported bool // false when the init died before reporting
 	Status   unix.WaitStatus
 	Err      string
+	// CPUUser and CPUSystem are what the init's reaped processes used (the
+	// program and its orphans), from getrusage in the init.
+	CPUUser, CPUSystem time.Duration
 }
 
 // WaitExit blocks until the init reports the program's end or dies.
@@ -375,7 +378,8 @@ func (s *Sandbox) WaitExit() Exit {
 			if r.Err != "" { // the init lost track of the program: never a status
 				return Exit{Err: r.Err}
 			}
-			return Exit{Reported: true, Status: unix.WaitStatus(r.Status)}
+			return Exit{Reported: true, Status: unix.WaitStatus(r.Status),
+				CPUUser: time.Duration(r.UserUsec) * time.Microsecond, CPUSystem: time.Duration(r.SysUsec) * time.Microsecond}
 		}
 	}
 }
@@ -445,7 +449,7 @@ func (s *Sandbox) deadErr(step string, err error) error {
 		if !s.answered {
 			// Our init answers every message, failures included; a process
 			// that ended without a word ran the caller's main instead.
-			msg += " (the re-executed binary exited without answering: a program using the library must call sandbox.InitMain() first in main, before anything else)"
+			msg = "call sandbox.InitMain() first in main: the sandbox's init is this program re-executed, and it exited without answering (" + msg + ")"
 		}
 	default:
 	}

@@ -29,6 +29,7 @@ func TestParse(t *testing.T) {
 		{line: `{"type":"result","ok":false,"error":{"code":"E_X","message":"m","stack":"s"}}`, want: ResultMessage{Error: &ErrorInfo{Code: "E_X", Message: "m", Stack: "s"}}},
 		{line: `{"type":"result","ok":false,"error":{}}`, want: ResultMessage{Error: &ErrorInfo{}}},
 		{line: " \t{\"type\":\"ready\"}\r", want: ReadyMessage{}},
+		{line: `{"type":"result","ok":false,"exitCode":3,"error":{"code":"HANDLER_EXIT_CODE","message":"m"}}`, want: ResultMessage{ExitCode: 3, Error: &ErrorInfo{Code: CodeHandlerExitCode, Message: "m"}}},
 
 		{line: `not json`, errPart: "not a JSON object"},
 		{line: `[1,2]`, errPart: "not a JSON object"},
@@ -57,6 +58,11 @@ func TestParse(t *testing.T) {
 		{line: `{"type":"result","ok":false,"error":{"code":1}}`, errPart: `"code" is not a string`},
 		{line: `{"type":"result","ok":false,"error":{"code":"X","why":1}}`, errPart: "unknown field"},
 		{line: `{"type":"run","handler":{"file":"a"},"context":[]}`, errPart: "not an object"},
+		{line: `{"type":"result","ok":false,"exitCode":3,"error":{"code":"E_X"}}`, errPart: "exitCode is for a HANDLER_EXIT_CODE error"},
+		{line: `{"type":"result","ok":true,"exitCode":3}`, errPart: "exitCode is for a HANDLER_EXIT_CODE error"},
+		{line: `{"type":"result","ok":false,"exitCode":256,"error":{"code":"HANDLER_EXIT_CODE"}}`, errPart: "1 to 255"},
+		{line: `{"type":"result","ok":false,"exitCode":-1,"error":{"code":"HANDLER_EXIT_CODE"}}`, errPart: "1 to 255"},
+		{line: `{"type":"result","ok":false,"exitCode":"3","error":{"code":"HANDLER_EXIT_CODE"}}`, errPart: "not an integer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {

@@ -90,6 +90,11 @@ type ResultMessage struct {
 	OK    bool            `json:"ok"`
 	Data  json.RawMessage `json:"data,omitempty"`
 	Error *ErrorInfo      `json:"error,omitempty"`
+	// ExitCode (1..255) goes with a HANDLER_EXIT_CODE error: the handler
+	// returned that number, and the process then exits with it, as the
+	// command-line tool it stands for would. Without it, a non-zero exit
+	// after the result is a crash.
+	ExitCode int `json:"exitCode,omitempty"`
 }
 
 // CancelMessage asks the child to stop (the handler's abort signal fires).
@@ -266,7 +271,8 @@ func parseResult(f fields) (Message, error) {
 			}
 		}
 	}
-	if err := f.only("ok", "data", "error"); err != nil {
+	f.int("exitCode", &m.ExitCode)
+	if err := f.only("ok", "data", "error", "exitCode"); err != nil {
 		return nil, err
 	}
 	if ok == nil {
@@ -280,6 +286,8 @@ func parseResult(f fields) (Message, error) {
 		return nil, invalidf("result with ok:false carries no error")
 	case !m.OK && m.Data != nil:
 		return nil, invalidf("result with ok:false carries data")
+	case m.ExitCode != 0 && (m.OK || m.Error.Code != CodeHandlerExitCode || m.ExitCode < 1 || m.ExitCode > 255):
+		return nil, invalidf("result exitCode is for a %s error, 1 to 255", CodeHandlerExitCode)
 	}
 	return m, nil
 }

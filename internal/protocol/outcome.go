@@ -79,7 +79,9 @@ func judge(st *state, requireResult bool, exit ExitInfo) Outcome {
 	}
 	exited0 := exit.Signal == 0 && exit.Code == 0
 	if r := st.result; r != nil {
-		if !exited0 && !exit.BySandbox {
+		// A handler that returned an exit code exits with it.
+		promised := r.ExitCode > 0 && exit.Signal == 0 && exit.Code == r.ExitCode
+		if !exited0 && !exit.BySandbox && !promised {
 			o.Verdict = VerdictHandlerError
 			o.Err = &ErrorInfo{Code: CodeHandlerCrashed, Message: "handler crashed after its result: " + describeExit(exit)}
 			if r.Error != nil {

@@ -16,6 +16,8 @@ func TestJudge(t *testing.T) {
 	segv := ExitInfo{Code: -1, Signal: syscall.SIGSEGV}
 	killed := ExitInfo{Code: -1, Signal: syscall.SIGKILL, BySandbox: true}
 	invalid := &ErrorInfo{Code: CodeInvalidMessage, Message: "second result"}
+	exitCode2 := &ResultMessage{ExitCode: 2, Error: &ErrorInfo{Code: CodeHandlerExitCode, Message: "handler returned exit code 2"}}
+	exit3 := ExitInfo{Code: 3}
 
 	tests := []struct {
 		name          string
@@ -35,6 +37,9 @@ func TestJudge(t *testing.T) {
 		{"not found", state{result: errResult(CodeHandlerNotFound)}, true, exit0, VerdictSetupError, CodeHandlerNotFound, ""},
 		{"memory", state{result: errResult(CodeMemoryLimit)}, true, exit0, VerdictMemoryLimit, CodeMemoryLimit, ""},
 		{"error result then crash", state{result: errResult("E_X")}, true, exit2, VerdictHandlerError, CodeHandlerCrashed, ""},
+		{"exit code then that exit", state{result: exitCode2}, true, exit2, VerdictHandlerError, CodeHandlerExitCode, ""},
+		{"exit code then another exit", state{result: exitCode2}, true, exit3, VerdictHandlerError, CodeHandlerCrashed, ""},
+		{"exit code then a signal", state{result: exitCode2}, true, segv, VerdictHandlerError, CodeHandlerCrashed, ""},
 		{"invalid beats result", state{result: okResult, failure: invalid}, true, exit0, VerdictHandlerError, CodeInvalidMessage, ""},
 		{"invalid then killed", state{failure: invalid}, false, killed, VerdictHandlerError, CodeInvalidMessage, ""},
 		{"handshake timeout", state{failure: &ErrorInfo{Code: CodeHandshakeTimeout}}, true, killed, VerdictHandlerError, CodeHandshakeTimeout, ""},

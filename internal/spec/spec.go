@@ -168,6 +168,12 @@ type Reply struct {
 	Listener bool `json:"listener,omitempty"`
 	// Notes are things the init weakened under best effort.
 	Notes []string `json:"notes,omitempty"`
+	// UserUsec and SysUsec are the CPU time of the processes the init had
+	// reaped when the program ended (exited): the program and the orphans
+	// it left, not the init. Where no cgroup accounts for the run
+	// (rootless without delegation) they are its CPU time.
+	UserUsec int64 `json:"userUsec,omitempty"`
+	SysUsec  int64 `json:"sysUsec,omitempty"`
 }
 
 // StepError is a failure in the init, naming its step.

@@ -12,8 +12,9 @@
 //     fn(ctx, argv, flags) for a cli command;
 //   - console.* becomes log messages and is not written to stdout/stderr;
 //   - returns: 0 -> ok with data null (the number is an exit status, not
-//     data); any other number -> HANDLER_EXIT_CODE; anything else -> ok with
-//     the value as data;
+//     data); any other number -> HANDLER_EXIT_CODE with exitCode, and the
+//     process exits with that code; anything else -> ok with the value as
+//     data;
 //   - a thrown error keeps a string `code` (else HANDLER_ERROR) and stack;
 //   - an uncaught exception or unhandled rejection sends HANDLER_CRASHED
 //     (when no result was sent yet) and exits 1: a crash is a crash whether
@@ -210,7 +211,10 @@ async function run(msg) {
   }
   if (typeof value === 'number') {
     if (value === 0) return finish({ ok: true, data: null }, 0);
-    return finish({ ok: false, error: { code: 'HANDLER_EXIT_CODE', message: `handler returned exit code ${value}`, stack: '' } }, 0);
+    // The process exits with the code, as the tool it stands for would
+    // (an exit status is 1..255; anything else exits 1).
+    const code = Number.isInteger(value) && value >= 1 && value <= 255 ? value : 1;
+    return finish({ ok: false, exitCode: code, error: { code: 'HANDLER_EXIT_CODE', message: `handler returned exit code ${value}`, stack: '' } }, code);
   }
   let data;
   try {

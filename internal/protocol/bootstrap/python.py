@@ -16,8 +16,8 @@ Contract (kept in sync with internal/protocol/doc.go):
   - print() and other writes to sys.stdout / sys.stderr become log lines
     (info / error);
   - returns: 0 -> ok with data null; any other int or float (not bool) ->
-    HANDLER_EXIT_CODE; sys.exit(n) likewise; anything else -> ok with the
-    value as data;
+    HANDLER_EXIT_CODE with exitCode, and the process exits with that code;
+    sys.exit(n) likewise; anything else -> ok with the value as data;
   - an exception keeps a string `code` attribute (else HANDLER_ERROR) and its
     traceback as stack; MemoryError is MEMORY_LIMIT (status memory_limit);
   - after the result: flush and exit 0.
@@ -396,8 +396,11 @@ def _run(msg):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value == 0:
             return _finish({"ok": True, "data": None})
-        return _finish({"ok": False, "error": {
-            "code": "HANDLER_EXIT_CODE", "message": "handler returned exit code %s" % value, "stack": ""}})
+        # The process exits with the code, as the tool it stands for would
+        # (an exit status is 1..255; anything else exits 1).
+        code = value if isinstance(value, int) and 1 <= value <= 255 else 1
+        return _finish({"ok": False, "exitCode": code, "error": {
+            "code": "HANDLER_EXIT_CODE", "message": "handler returned exit code %s" % value, "stack": ""}}, code)
     _finish({"ok": True, "data": value})
 
 

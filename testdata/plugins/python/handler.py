@@ -21,3 +21,15 @@ def hog(input, ctx):
     keep = []
     while True:
         keep.append(b"x" * (1 << 20))
+
+
+def exit3(input, ctx):
+    print("leaving with 3")
+    import sys
+
+    sys.exit(3)
+
+
+def cli(ctx, argv, flags):
+    print("argv=%s flags=%s" % (argv, sorted(flags.items())))
+    return 0

@@ -47,3 +47,10 @@ export async function waitAbort(input, ctx) {
   ctx.log('info', 'aborted');
   return { aborted: true };
 }
+
+// A command-style export: fn(ctx, argv, flags), as `--signature command`
+// calls it.
+export async function cli(ctx, argv, flags) {
+  console.log(`argv=${JSON.stringify(argv)} flags=${JSON.stringify(flags)}`);
+  return argv.length;
+}
