@@ -86,7 +86,7 @@ func (p *parser) add(name, usage string, parse func(string) error) *value {
 
 func (p *parser) size(name, usage string, dst *sandbox.Size) *value {
 	return p.add(name, usage, func(s string) error {
-		// 0 means the default, like an absent flag (DESIGN.md section 7).
+		// 0 means the default, like an absent flag (docs/cli.md).
 		v, err := sandbox.ParseSize(s)
 		if err == nil && v != 0 {
 			*dst = v
