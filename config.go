@@ -13,7 +13,7 @@ import (
 
 // Config configures a Runner. It is a plain value: New validates it once,
 // copies it, and never reads the caller's copy again. Every zero value means
-// the documented default (DESIGN.md section 7); "unlimited" is explicit
+// the documented default (docs/cli.md, "Config file"); "unlimited" is explicit
 // (Unlimited for sizes, counts and durations).
 //
 // The JSON and YAML names of the fields are the config file schema of
@@ -127,7 +127,7 @@ const (
 	ViolationKill  OnViolation = "kill"  // the run ends as StatusViolation
 )
 
-// ProtocolConfig bounds the handler protocol (DESIGN.md section 6).
+// ProtocolConfig bounds the handler protocol (docs/handler-protocol.md).
 type ProtocolConfig struct {
 	MaxMessageBytes  Size     `json:"maxMessageBytes,omitempty" yaml:"maxMessageBytes"`   // default 16MiB
 	HandshakeTimeout Duration `json:"handshakeTimeout,omitempty" yaml:"handshakeTimeout"` // default 10s
@@ -164,7 +164,7 @@ type ServerConfig struct {
 	Ceilings         Execution `json:"ceilings" yaml:"ceilings"`
 }
 
-// Defaults of DESIGN.md section 7.
+// Defaults of the configuration (docs/cli.md).
 const (
 	DefaultTimeout       = Duration(30 * time.Second)
 	DefaultGrace         = Duration(5 * time.Second)

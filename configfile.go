@@ -12,8 +12,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// LoadConfig reads a YAML or JSON config file (DESIGN.md section 7). Unknown
-// keys and bad values are errors naming the key path and the accepted form.
+// LoadConfig reads a YAML or JSON config file (docs/cli.md, "Config file").
+// Unknown keys and bad values are errors naming the key path and the accepted
+// form.
 func LoadConfig(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

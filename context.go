@@ -8,8 +8,9 @@ import (
 )
 
 // ExecutionContext describes who runs what, for the handler and the result
-// (DESIGN.md section 2). Host paths (Workdir, Outdir, PluginRoot) are honoured
-// from the library and the CLI only; the HTTP service refuses them.
+// (docs/result.md, "Execution context"). Host paths (Workdir, Outdir,
+// PluginRoot) are honoured from the library and the CLI only; the HTTP
+// service refuses them.
 type ExecutionContext struct {
 	RequestID     string         `json:"requestId,omitempty"`
 	Workdir       string         `json:"workdir,omitempty"`

@@ -11,7 +11,7 @@ import (
 // constructors Command, File, WASM and Func.
 type Handler struct {
 	// Command is an argv run in the sandbox. Protocol offers it the handler
-	// protocol on fd 3 (DESIGN.md section 6).
+	// protocol on fd 3 (docs/handler-protocol.md).
 	Command  []string
 	Protocol bool
 

@@ -7,7 +7,8 @@ import (
 
 // landlockRules derives the Landlock wall from the mount plan: everything
 // visible is readable, system directories executable, and writes allowed
-// only where a writable mount is (DESIGN.md section 3, "Landlock").
+// only where a writable mount is (RATIONALE.md, "Landlock rules come from
+// the mount plan").
 func landlockRules(p *mount.Plan, bestEffort bool) *spec.Landlock {
 	ll := &spec.Landlock{BestEffort: bestEffort}
 	ll.ReadOnly = append(ll.ReadOnly, "/")

@@ -78,7 +78,7 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 	return w, nil
 }
 
-// pool keeps warm sandboxes ready (DESIGN.md section 7, pool.size): a run
+// pool keeps warm sandboxes ready (config pool.size, docs/cli.md): a run
 // takes one if there is one and otherwise prepares its own; background
 // workers (one per core) refill. Sandboxes are single-use, so no state
 // passes between runs.

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// Preflight is what a host can enforce for a configuration (DESIGN.md
-// section 2). Passed is true when every check passed.
+// Preflight is what a host can enforce for a configuration (`sandbox
+// doctor`, docs/cli.md). Passed is true when every check passed.
 type Preflight struct {
 	Passed bool    `json:"passed"`
 	Checks []Check `json:"checks"`

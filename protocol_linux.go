@@ -25,8 +25,8 @@ import (
 const stderrTail = 4 << 10
 
 // ipcRun is the parent side of the handler protocol for one subprocess run
-// (DESIGN.md section 6): file handlers always, commands with Protocol. The
-// engine hooks it in at four points: command() creates it and the socket,
+// (docs/handler-protocol.md): file handlers always, commands with Protocol.
+// The engine hooks it in at four points: command() creates it and the socket,
 // execute() hands the child's end over as fd 3 and calls startProtocol
 // after the release, wait()'s terminate sends cancel before SIGTERM, and
 // collect() maps the Outcome (finishProtocol).

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// Status is the single verdict of a run (DESIGN.md section 4).
+// Status is the single verdict of a run (docs/result.md, "Statuses").
 type Status string
 
 const (
@@ -252,9 +252,9 @@ type resultJSON struct {
 	Isolation       Isolation       `json:"isolation"`
 }
 
-// MarshalJSON encodes the Result as DESIGN.md section 4: output that is not
-// valid UTF-8 is carried as base64 with an encoding field; absent data and
-// error are null; empty lists are [].
+// MarshalJSON encodes the Result as docs/result.md describes: output that is
+// not valid UTF-8 is carried as base64 with an encoding field; absent data
+// and error are null; empty lists are [].
 func (r *Result) MarshalJSON() ([]byte, error) {
 	j := resultJSON{
 		RequestID: r.RequestID, OK: r.OK, Status: r.Status, ExitCode: r.ExitCode, Signal: r.Signal,

@@ -127,7 +127,7 @@ func TestResultGolden(t *testing.T) {
 	}
 }
 
-// The JSON rules of DESIGN.md section 4, checked on the encoding itself (the
+// The JSON rules of docs/result.md, checked on the encoding itself (the
 // golden files would accept a wrong rule once regenerated).
 func TestResultJSONRules(t *testing.T) {
 	enc := func(r *Result) map[string]any {

@@ -10,8 +10,8 @@ import (
 	"github.com/kb-labs/sandbox/internal/protocol/bootstrap"
 )
 
-// Where file handlers find their pieces inside the sandbox (DESIGN.md
-// section 6).
+// Where file handlers find their pieces inside the sandbox
+// (docs/handler-protocol.md, "Bootstraps").
 const (
 	bootstrapDir = "/sandbox/bootstrap"
 	pluginTarget = "/plugin"

@@ -19,7 +19,7 @@ import (
 )
 
 // subprocess runs every handler in a fresh isolated process tree
-// (DESIGN.md section 3). Host capabilities are probed once, by New; what the
+// (docs/security.md). Host capabilities are probed once, by New; what the
 // configuration asks for and the host cannot enforce is an error unless
 // BestEffort, and then listed in every result's isolation.degraded.
 type subprocess struct {

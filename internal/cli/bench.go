@@ -18,8 +18,8 @@ import (
 	"github.com/kb-labs/sandbox"
 )
 
-// benchStats is one mode's numbers (the --json shape of DESIGN.md's
-// `sandbox bench`).
+// benchStats is one mode's numbers (the --json shape of `sandbox bench`,
+// docs/cli.md).
 type benchStats struct {
 	P50Ms      float64 `json:"p50Ms"`
 	P99Ms      float64 `json:"p99Ms"`

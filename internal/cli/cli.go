@@ -1,4 +1,4 @@
-// Package cli is the `sandbox` command line (DESIGN.md section 7): commands
+// Package cli is the `sandbox` command line (docs/cli.md): commands
 // as data, each a function from arguments to an exit status. main stays thin:
 // it dispatches the sandbox init first, then calls Main.
 package cli
@@ -46,7 +46,7 @@ func commands() []command {
 	return append(cmds, extra...)
 }
 
-// Exit statuses of usage errors (DESIGN.md section 7: bad flags exit 125).
+// Exit statuses of usage errors (docs/cli.md: bad flags exit 125).
 const exitUsage = 125
 
 // Main runs the CLI with args (without the program name) and returns the

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// TestScripts runs testdata/script/*.txtar (DESIGN.md section 7 through real
+// TestScripts runs testdata/script/*.txtar (docs/cli.md through real
 // invocations of the binary).
 //
 // Conditions: [root] is true when this host can run sandboxes (root and user

@@ -1,5 +1,6 @@
 // Package landlock applies the sandbox's Landlock domain, the second wall
-// behind the mount namespace (DESIGN.md section 3, "Landlock").
+// behind the mount namespace (RATIONALE.md, "Landlock rules come from the
+// mount plan").
 //
 // It protects the host's files from a program that escapes or sidesteps the
 // mount plan: only the paths the plan mounted are reachable, read-only where

@@ -1,7 +1,7 @@
 // Package monitor holds the monitoring shared by every execution strategy
-// (DESIGN section 5): log lines and the byte-bounded ring buffer that keeps
-// them, an io.Writer that cuts a child's output into lines, and spans that
-// follow W3C trace context.
+// (docs/result.md, "logs" and "traces"): log lines and the byte-bounded ring
+// buffer that keeps them, an io.Writer that cuts a child's output into lines,
+// and spans that follow W3C trace context.
 //
 // It protects the host against a run's output: the memory kept per run is
 // bounded (Ring charges every line its message, its meta and a fixed

@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-// Line is one log line of a run (DESIGN section 4, "logs").
+// Line is one log line of a run (docs/result.md, "logs").
 type Line struct {
 	Time    time.Time      `json:"time"`
 	Level   string         `json:"level"`

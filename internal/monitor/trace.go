@@ -104,7 +104,7 @@ func FormatTraceparent(traceID, spanID string, sampled bool) string {
 	return "00-" + traceID + "-" + spanID + "-" + flags
 }
 
-// SpanData is a recorded span (DESIGN section 4, "traces"). End is zero while
+// SpanData is a recorded span (docs/result.md, "traces"). End is zero while
 // the span is open.
 type SpanData struct {
 	TraceID      string         `json:"traceId"`

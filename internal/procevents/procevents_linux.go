@@ -2,7 +2,7 @@
 // process events connector (netlink NETLINK_CONNECTOR, CN_IDX_PROC), to see
 // how every process of a run ended — not only the program, whose parent is
 // the sandbox's init, but its descendants, which their own parents reap. It
-// exists for one verdict: DESIGN.md section 4 calls a run file_size_limit
+// exists for one verdict: docs/result.md calls a run file_size_limit
 // when any of its processes was killed by SIGXFSZ.
 //
 // A run's program is tracked from before its first instruction (it is

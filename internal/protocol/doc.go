@@ -1,7 +1,7 @@
-// Package protocol is the parent side of the handler protocol (DESIGN
-// section 6): newline-delimited JSON over a socketpair whose other end is
-// the sandboxed child's fd 3 (SANDBOX_IPC_FD=3). Package bootstrap holds
-// the Node.js and Python programs that speak the child side.
+// Package protocol is the parent side of the handler protocol
+// (docs/handler-protocol.md): newline-delimited JSON over a socketpair whose
+// other end is the sandboxed child's fd 3 (SANDBOX_IPC_FD=3). Package
+// bootstrap holds the Node.js and Python programs that speak the child side.
 //
 // # What it protects against
 //
@@ -27,7 +27,7 @@
 //	Cancel (any time)      ---------------> {"type":"cancel"}
 //	engine sees the process end -> Finish(ExitInfo) -> Outcome
 //
-// # Decisions where DESIGN is silent
+// # Decisions
 //
 //   - Unknown fields are rejected (E_INVALID_MESSAGE), field names match
 //     exactly: both ends ship in one binary, so an unknown field is a typo

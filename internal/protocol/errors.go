@@ -5,8 +5,8 @@ import (
 	"fmt"
 )
 
-// Error codes of DESIGN section 4 this package produces (in Outcome.Err) or
-// that the embedded bootstraps send in a failed result.
+// Error codes of the Result (docs/result.md) this package produces (in
+// Outcome.Err) or that the embedded bootstraps send in a failed result.
 const (
 	CodeHandlerError     = "HANDLER_ERROR"       // a thrown error without its own code
 	CodeHandlerExitCode  = "HANDLER_EXIT_CODE"   // the handler returned a non-zero number

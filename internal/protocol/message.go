@@ -16,7 +16,7 @@ import (
 // meta larger than this anyway (monitor.Fit).
 const MaxMetaBytes = monitor.MaxLineBytes
 
-// Message types, exactly as on the wire (DESIGN section 6).
+// Message types, exactly as on the wire (docs/handler-protocol.md).
 const (
 	TypeReady    = "ready"    // child -> parent
 	TypeRun      = "run"      // parent -> child
@@ -49,8 +49,8 @@ type HandlerRef struct {
 	File   string `json:"file"`
 	Export string `json:"export,omitempty"`
 	// Root overrides the plugin root the bootstrap resolves File under
-	// (default: $SANDBOX_PLUGIN_ROOT, else /plugin). An extension to DESIGN
-	// section 6 that only the embedded bootstraps read.
+	// (default: $SANDBOX_PLUGIN_ROOT, else /plugin). Only the embedded
+	// bootstraps read it; the engine does not set it.
 	Root string `json:"root,omitempty"`
 }
 

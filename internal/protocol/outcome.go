@@ -20,7 +20,7 @@ type ExitInfo struct {
 }
 
 // Verdict is the protocol's judgement of a run. The values that are also
-// run statuses (DESIGN section 4) carry the status's name.
+// run statuses (docs/result.md) carry the status's name.
 type Verdict string
 
 const (
@@ -60,11 +60,11 @@ type Outcome struct {
 	ClosedFDs int
 }
 
-// judge applies DESIGN section 6. The first protocol failure (invalid
-// message or handshake timeout) wins over everything the session saw after
-// it; otherwise the first result stands when the process then exited 0 or
-// was ended by the sandbox, and becomes HANDLER_CRASHED when the process
-// crashed after it.
+// judge applies the verdict rules (docs/handler-protocol.md, "Verdicts").
+// The first protocol failure (invalid message or handshake timeout) wins over
+// everything the session saw after it; otherwise the first result stands
+// when the process then exited 0 or was ended by the sandbox, and becomes
+// HANDLER_CRASHED when the process crashed after it.
 func judge(st *state, requireResult bool, exit ExitInfo) Outcome {
 	o := Outcome{
 		Ready:           st.ready,

@@ -28,7 +28,7 @@ type Options struct {
 	//   - ready is required within HandshakeTimeout, else E_HANDSHAKE_TIMEOUT;
 	//   - nothing but ready may come before it, and no result before run;
 	//   - exiting 0 without a result is E_NO_RESULT.
-	// Without it (DESIGN section 6 times ready for file handlers only) a
+	// Without it (the handshake timeout is for file handlers only) a
 	// command may skip ready — run is sent at once — but if it sends ready,
 	// ready must be its first message; and a command that exits 0 without a
 	// result succeeds with data null.

@@ -1,5 +1,5 @@
 // Package seccomp generates, installs and serves the system call filter of a
-// sandboxed program (DESIGN.md section 3, "System calls").
+// sandboxed program (docs/security.md, "What enforces what").
 //
 // It protects the kernel from the program: the filter is an allow-list (a
 // deny-list fails open on every new system call) of what sh, coreutils,

@@ -36,6 +36,7 @@ func init() {
 		return nil
 	})
 	Register("bwrap", lookTool("bwrap"))
+	Register("git", lookTool("git"))
 }
 
 func lookTool(name string) Probe {

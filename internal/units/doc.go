@@ -1,6 +1,6 @@
 // Package units parses and formats the limit values of the command line and the
-// config file (DESIGN section 7): sizes, durations and counts, each of which may
-// also be "unlimited".
+// config file (docs/cli.md, "Units"): sizes, durations and counts, each of
+// which may also be "unlimited".
 //
 // It protects against misread limits: a value is accepted only in one of the
 // documented forms, and everything else is refused with an error naming the
@@ -19,6 +19,6 @@
 // is refused because it would not say whether it meant seconds or milliseconds.
 //
 // Every parser returns Unlimited for "unlimited". Whether 0 also means no limit
-// depends on the setting (DESIGN section 7) and is decided by the caller.
+// depends on the setting (docs/cli.md) and is decided by the caller.
 // Every error is a *Error that matches ErrInvalid with errors.Is.
 package units

@@ -1,4 +1,4 @@
-// Package hostile is the hostile-program battery of DESIGN.md section 10:
+// Package hostile is the hostile-program battery (docs/security.md):
 // real programs (testdata/probe, sh, python3, util-linux) run through the
 // library's subprocess engine, each case asserting both the verdict of the
 // run and its effect on the host — the file not written, the process not

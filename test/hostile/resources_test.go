@@ -127,7 +127,7 @@ func resourceCases() []hcase {
 		}},
 		{name: "disk_fill_host_workdir_sigxfsz_child", fn: func(c *cctx) error {
 			// A child of the program dies of SIGXFSZ; the shell exits 153.
-			// DESIGN section 4: file_size_limit is "a process of the run was
+			// docs/result.md: file_size_limit is "a process of the run was
 			// killed by SIGXFSZ", not only the program.
 			wd := c.workdir()
 			c.cfg.Execution.MaxFileSize = sandbox.MiB

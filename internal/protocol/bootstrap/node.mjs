@@ -1,6 +1,6 @@
-// Node.js bootstrap for sandbox file handlers (handler protocol, DESIGN
-// section 6). The engine runs `node [flags] node.mjs` with the protocol
-// socket as fd 3 (SANDBOX_IPC_FD) and the plugin root mounted at /plugin.
+// Node.js bootstrap for sandbox file handlers (docs/handler-protocol.md).
+// The engine runs `node [flags] node.mjs` with the protocol socket as fd 3
+// (SANDBOX_IPC_FD) and the plugin root mounted at /plugin.
 //
 // Contract (kept in sync with internal/protocol/doc.go):
 //   - sends ready first, then waits for run;

@@ -1,4 +1,4 @@
-"""Python bootstrap for sandbox file handlers (handler protocol, DESIGN section 6).
+"""Python bootstrap for sandbox file handlers (docs/handler-protocol.md).
 
 The engine runs `python3 python.py` with the protocol socket as fd 3
 (SANDBOX_IPC_FD) and the plugin root mounted at /plugin.
