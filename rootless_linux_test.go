@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,7 +40,8 @@ type rootlessReport struct {
 	Cgroup       string
 	Degraded     []sandbox.Degradation
 	ExplicitErr  string
-	BestEffortOK bool // an explicit limit under bestEffort runs, degraded
+	Unenforced   []string // UnenforceableError.Fields of ExplicitErr
+	BestEffortOK bool     // an explicit limit under bestEffort runs, degraded
 	BestEffort   []sandbox.Degradation
 	Loopback     string // status of a run with the loopback network
 }
@@ -77,6 +80,10 @@ func TestRootlessChild(t *testing.T) {
 	}
 	if r, err := sandbox.New(sandbox.Config{Execution: sandbox.Execution{Memory: 64 * sandbox.MiB}}); err != nil {
 		rep.ExplicitErr = err.Error()
+		var ue *sandbox.UnenforceableError
+		if errors.As(err, &ue) && ue.Layer == "cgroup" {
+			rep.Unenforced = ue.Fields
+		}
 	} else {
 		r.Close()
 	}
@@ -151,6 +158,9 @@ func TestRootless(t *testing.T) {
 			if !strings.Contains(rep.ExplicitErr, want) {
 				t.Errorf("New with an explicit memory limit: %q; want a refusal mentioning %q", rep.ExplicitErr, want)
 			}
+		}
+		if !slices.Equal(rep.Unenforced, []string{"execution.memory"}) {
+			t.Errorf("refusal's UnenforceableError fields %q (cgroup layer); want [execution.memory]", rep.Unenforced)
 		}
 	})
 	t.Run("loopback network, warm pool", func(t *testing.T) {
