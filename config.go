@@ -203,6 +203,21 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("%s: %s; got %q", where, e.Want, e.Value)
 }
 
+// UnenforceableError is the error of New when the host cannot enforce what
+// the configuration asks for and BestEffort is off (fail closed). Layer is
+// the missing mechanism ("cgroup", "seccomp", "landlock", "user
+// namespaces", "mount API"); Fields are the dotted paths of the settings
+// that need it (execution.memory), when settings are to blame. The message
+// names the missing feature and the fix; it may name host paths and ids, so
+// it is meant for the operator, not for a remote client.
+type UnenforceableError struct {
+	Layer  string
+	Fields []string
+	msg    string
+}
+
+func (e *UnenforceableError) Error() string { return e.msg }
+
 // withDefaults returns a deep-enough copy of c with every zero value replaced
 // by its default. Explicit Unlimited values are kept.
 func (c Config) withDefaults() Config {

@@ -5,11 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,38 +29,6 @@ const (
 	rootlessWorkdirEnv = "SANDBOX_TEST_ROOTLESS_WORKDIR"
 )
 
-func init() {
-	testenv.Register("rootless", probeRootless)
-}
-
-// probeRootless: can an ordinary user on this host create user namespaces?
-func probeRootless() error {
-	read := func(p string) (string, bool) {
-		b, err := os.ReadFile(p)
-		return strings.TrimSpace(string(b)), err == nil
-	}
-	if v, ok := read("/proc/sys/kernel/unprivileged_userns_clone"); ok && v != "1" {
-		return errors.New("kernel.unprivileged_userns_clone is " + v)
-	}
-	if v, ok := read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); ok && v != "0" {
-		return errors.New("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=" + v + ")")
-	}
-	if v, ok := read("/proc/sys/user/max_user_namespaces"); !ok || v == "0" {
-		return errors.New("user.max_user_namespaces is 0 or unreadable")
-	}
-	if unshare, err := exec.LookPath("unshare"); err == nil && os.Geteuid() == 0 {
-		// Attempt it as nobody (an LSM may refuse what the sysctls allow).
-		// The user switch must come first: a namespace made as root and
-		// entered by setuid would have no mapping for nobody.
-		cmd := exec.Command(unshare, "--user", "--map-root-user", "/bin/true")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("an unprivileged user cannot create a user namespace: %v: %s", err, out)
-		}
-	}
-	return nil
-}
-
 // rootlessReport is what the child saw.
 type rootlessReport struct {
 	Euid         int
@@ -73,7 +40,8 @@ type rootlessReport struct {
 	Cgroup       string
 	Degraded     []sandbox.Degradation
 	ExplicitErr  string
-	BestEffortOK bool // an explicit limit under bestEffort runs, degraded
+	Unenforced   []string // UnenforceableError.Fields of ExplicitErr
+	BestEffortOK bool     // an explicit limit under bestEffort runs, degraded
 	BestEffort   []sandbox.Degradation
 	Loopback     string // status of a run with the loopback network
 }
@@ -112,6 +80,10 @@ func TestRootlessChild(t *testing.T) {
 	}
 	if r, err := sandbox.New(sandbox.Config{Execution: sandbox.Execution{Memory: 64 * sandbox.MiB}}); err != nil {
 		rep.ExplicitErr = err.Error()
+		var ue *sandbox.UnenforceableError
+		if errors.As(err, &ue) && ue.Layer == "cgroup" {
+			rep.Unenforced = ue.Fields
+		}
 	} else {
 		r.Close()
 	}
@@ -143,7 +115,7 @@ func TestRootlessChild(t *testing.T) {
 
 func TestRootless(t *testing.T) {
 	testenv.Require(t, "root", "rootless")
-	id, err := unusedID()
+	id, err := testenv.UnusedID()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +158,9 @@ func TestRootless(t *testing.T) {
 			if !strings.Contains(rep.ExplicitErr, want) {
 				t.Errorf("New with an explicit memory limit: %q; want a refusal mentioning %q", rep.ExplicitErr, want)
 			}
+		}
+		if !slices.Equal(rep.Unenforced, []string{"execution.memory"}) {
+			t.Errorf("refusal's UnenforceableError fields %q (cgroup layer); want [execution.memory]", rep.Unenforced)
 		}
 	})
 	t.Run("loopback network, warm pool", func(t *testing.T) {
@@ -230,7 +205,7 @@ func runRootlessChild(t *testing.T, id int, groups []uint32) (rootlessReport, st
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	must(os.Chmod(dir, 0o755))
 	bin := filepath.Join(dir, "sandbox.test")
-	must(copyFile(os.Args[0], bin, 0o755))
+	must(testenv.CopyFile(os.Args[0], bin, 0o755))
 	work, out := filepath.Join(dir, "work"), filepath.Join(dir, "out")
 	for _, d := range []string{work, out} {
 		must(os.Mkdir(d, 0o755))
@@ -271,50 +246,4 @@ func hasLayer(ds []sandbox.Degradation, layer, reason string) bool {
 		}
 	}
 	return false
-}
-
-// unusedID returns a uid, usable as gid too, that names no account or group
-// and owns no process: an ordinary user that exists only for the test.
-func unusedID() (int, error) {
-	passwd, _ := os.ReadFile("/etc/passwd")
-	group, _ := os.ReadFile("/etc/group")
-	procs, _ := filepath.Glob("/proc/[0-9]*/status")
-	used := map[int]bool{}
-	for _, f := range procs {
-		b, _ := os.ReadFile(f)
-		for _, l := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(l, "Uid:"); ok {
-				for _, u := range strings.Fields(rest) {
-					n, _ := strconv.Atoi(u)
-					used[n] = true
-				}
-			}
-		}
-	}
-	taken := func(db []byte, id int) bool {
-		return bytes.Contains(db, []byte(":"+strconv.Itoa(id)+":"))
-	}
-	for id := 61000 + os.Getpid()%500; id < 62000; id++ {
-		if !used[id] && !taken(passwd, id) && !taken(group, id) {
-			return id, nil
-		}
-	}
-	return 0, errors.New("no unused uid in 61000-61999")
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

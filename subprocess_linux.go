@@ -45,19 +45,21 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 	if s.ids, err = hostIDRange(cfg.Security); err != nil {
 		return nil, &ConfigError{Field: "security.hostIdRange", Value: cfg.Security.HostIDRange, Want: err.Error()}
 	}
-	fail := func(layer, reason, fix string) error {
+	fail := func(layer, reason, fix string, fields ...string) error {
 		if cfg.BestEffort {
 			s.degraded = append(s.degraded, Degradation{Layer: layer, Reason: reason})
 			return nil
 		}
-		return fmt.Errorf("sandbox: %s: %s; %s (or set bestEffort to run with weaker isolation)", layer, reason, fix)
+		return &UnenforceableError{Layer: layer, Fields: fields,
+			msg: fmt.Sprintf("sandbox: %s: %s; %s (or set bestEffort to run with weaker isolation)", layer, reason, fix)}
 	}
 	if err := checkUserNamespaces(); err != nil {
 		// Without user namespaces nothing of section 3 holds: never degrade.
-		return nil, fmt.Errorf("sandbox: user namespaces: %v; enable them (sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1)", err)
+		return nil, &UnenforceableError{Layer: "user namespaces",
+			msg: fmt.Sprintf("sandbox: user namespaces: %v; enable them (sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1)", err)}
 	}
 	if err := mount.Check(); err != nil {
-		return nil, fmt.Errorf("sandbox: mount API: %v; a kernel 5.12 or newer is needed", err)
+		return nil, &UnenforceableError{Layer: "mount API", msg: fmt.Sprintf("sandbox: mount API: %v; a kernel 5.12 or newer is needed", err)}
 	}
 	if proc.Rootless() {
 		if d, ok := rootlessGroups(); !ok {
@@ -83,33 +85,33 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 		s.cg = cg
 		f := cg.Features()
 		if cfg.Execution.Memory != Unlimited && !f.Memory {
-			if e := fail("cgroup", "the memory controller is not usable", "enable the memory controller"); e != nil {
+			if e := fail("cgroup", "the memory controller is not usable", "enable the memory controller", "execution.memory"); e != nil {
 				return nil, e
 			}
 		} else if cfg.Execution.Memory != Unlimited && !f.MemorySwap {
-			if e := fail("cgroup", "swap is not accounted (memory.memsw / memory.swap.max missing): the memory limit would not bound swap", "boot with swapaccount=1"); e != nil {
+			if e := fail("cgroup", "swap is not accounted (memory.memsw / memory.swap.max missing): the memory limit would not bound swap", "boot with swapaccount=1", "execution.memory"); e != nil {
 				return nil, e
 			}
 		}
 		if cfg.Execution.Pids != Unlimited && !f.Pids {
-			if e := fail("cgroup", "the pids controller is not usable", "enable the pids controller"); e != nil {
+			if e := fail("cgroup", "the pids controller is not usable", "enable the pids controller", "execution.pids"); e != nil {
 				return nil, e
 			}
 		}
 		if cfg.Execution.CPUs != Unlimited && !f.CPU {
-			if e := fail("cgroup", "the cpu controller is not usable", "enable the cpu controller"); e != nil {
+			if e := fail("cgroup", "the cpu controller is not usable", "enable the cpu controller", "execution.cpus"); e != nil {
 				return nil, e
 			}
 		}
 		if cfg.Execution.CPUTime != Unlimited && !f.CPUAcct {
-			if e := fail("cgroup", "CPU time accounting is not usable: only RLIMIT_CPU per process bounds CPU time", "enable the cpuacct (v1) or cpu (v2) controller"); e != nil {
+			if e := fail("cgroup", "CPU time accounting is not usable: only RLIMIT_CPU per process bounds CPU time", "enable the cpuacct (v1) or cpu (v2) controller", "execution.cpuTime"); e != nil {
 				return nil, e
 			}
 		}
 	}
 	if *cfg.Security.Seccomp {
 		if err := checkSeccomp(); err != nil {
-			if e := fail("seccomp", err.Error(), "use a kernel with CONFIG_SECCOMP_FILTER"); e != nil {
+			if e := fail("seccomp", err.Error(), "use a kernel with CONFIG_SECCOMP_FILTER", "security.seccomp"); e != nil {
 				return nil, e
 			}
 		} else {
@@ -120,11 +122,11 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 		abi := landlock.ProbeABI()
 		switch {
 		case abi == 0:
-			if e := fail("landlock", "the kernel lacks Landlock", "enable CONFIG_SECURITY_LANDLOCK and add landlock to the lsm= boot parameter"); e != nil {
+			if e := fail("landlock", "the kernel lacks Landlock", "enable CONFIG_SECURITY_LANDLOCK and add landlock to the lsm= boot parameter", "security.landlock"); e != nil {
 				return nil, e
 			}
 		case abi < 6:
-			if e := fail("landlock", fmt.Sprintf("Landlock ABI %d lacks signal and abstract socket scoping (ABI 6)", abi), "use a kernel 6.12 or newer"); e != nil {
+			if e := fail("landlock", fmt.Sprintf("Landlock ABI %d lacks signal and abstract socket scoping (ABI 6)", abi), "use a kernel 6.12 or newer", "security.landlock"); e != nil {
 				return nil, e
 			}
 			s.landlock = abi
@@ -342,15 +344,11 @@ func rootlessNoCgroup(asked Execution, cause error) error {
 	if len(lim) == 0 {
 		return nil
 	}
-	also := ""
-	if len(lim) > 1 {
-		also = " (so are " + strings.Join(lim[1:], ", ") + ")"
-	}
-	// A ConfigError names the limit's key, and the CLI the flag that set it.
-	return &ConfigError{Field: lim[0], Want: fmt.Sprintf("a cgroup limit%s, but this user (uid %d) has no delegated cgroup v2 subtree to enforce it (%v); "+
-		"delegate one (systemd: Delegate=yes, e.g. systemd-run --user --scope -p Delegate=yes -- COMMAND; or, as root, chown a cgroup v2 "+
-		"directory to uid %d with +memory +pids +cpu in its cgroup.subtree_control), or remove the limit, or set bestEffort to run without it",
-		also, os.Geteuid(), cause, os.Geteuid())}
+	return &UnenforceableError{Layer: "cgroup", Fields: lim, msg: fmt.Sprintf(
+		"sandbox: cgroup: %s requested, but this user (uid %d) has no delegated cgroup v2 subtree to enforce it (%v); "+
+			"delegate one (systemd: Delegate=yes, e.g. systemd-run --user --scope -p Delegate=yes -- COMMAND; or, as root, chown a cgroup v2 "+
+			"directory to uid %d with +memory +pids +cpu in its cgroup.subtree_control), or remove the limit, or set bestEffort to run without it",
+		strings.Join(lim, ", "), os.Geteuid(), cause, os.Geteuid())}
 }
 
 // noCgroupReason says plainly what a run without cgroups lacks.

@@ -22,6 +22,11 @@
 // carry stable codes and messages of this package, never a Go error string
 // or a host path).
 //
+// As an ordinary user the service runs rootless under the engine's rules:
+// what the host cannot enforce is refused when asked for (at start for the
+// configuration, 422 for a request's limits) unless bestEffort, and listed
+// in the start log and every result's isolation.degraded otherwise.
+//
 // It is the only package of the module that imports Prometheus and
 // OpenTelemetry. Linux only for runs (the engine's subprocess mode); the
 // minimum kernel is the engine's (5.12, the mount API).

@@ -40,6 +40,7 @@ type LimitsReport struct {
 // request's unit (float64 for cpus).
 type limitField struct {
 	name string
+	path string // the engine's config path (sandbox.UnenforceableError.Fields)
 	req  func(*Limits) float64
 	get  func(*sandbox.Execution) float64 // request unit; sandbox.Unlimited stays -1
 	set  func(*sandbox.Execution, float64)
@@ -58,28 +59,28 @@ func durMs(d sandbox.Duration) float64 {
 func msDur(v float64) sandbox.Duration { return sandbox.Duration(time.Duration(v) * time.Millisecond) }
 
 var limitFields = []limitField{
-	{"timeoutMs", func(l *Limits) float64 { return float64(l.TimeoutMs) },
+	{"timeoutMs", "execution.timeout", func(l *Limits) float64 { return float64(l.TimeoutMs) },
 		func(e *sandbox.Execution) float64 { return durMs(e.Timeout) },
 		func(e *sandbox.Execution, v float64) { e.Timeout = msDur(v) }, 1},
-	{"graceMs", func(l *Limits) float64 { return float64(l.GraceMs) },
+	{"graceMs", "execution.grace", func(l *Limits) float64 { return float64(l.GraceMs) },
 		func(e *sandbox.Execution) float64 { return durMs(e.Grace) },
 		func(e *sandbox.Execution, v float64) { e.Grace = msDur(v) }, 1},
-	{"cpuTimeMs", func(l *Limits) float64 { return float64(l.CPUTimeMs) },
+	{"cpuTimeMs", "execution.cpuTime", func(l *Limits) float64 { return float64(l.CPUTimeMs) },
 		func(e *sandbox.Execution) float64 { return durMs(e.CPUTime) },
 		func(e *sandbox.Execution, v float64) { e.CPUTime = msDur(v) }, 1},
-	{"cpus", func(l *Limits) float64 { return l.CPUs },
+	{"cpus", "execution.cpus", func(l *Limits) float64 { return l.CPUs },
 		func(e *sandbox.Execution) float64 { return float64(e.CPUs) },
 		func(e *sandbox.Execution, v float64) { e.CPUs = sandbox.CPUs(v) }, 0.01},
-	{"memoryBytes", func(l *Limits) float64 { return float64(l.MemoryBytes) },
+	{"memoryBytes", "execution.memory", func(l *Limits) float64 { return float64(l.MemoryBytes) },
 		func(e *sandbox.Execution) float64 { return float64(e.Memory) },
 		func(e *sandbox.Execution, v float64) { e.Memory = sandbox.Size(v) }, float64(4 * sandbox.MiB)},
-	{"pids", func(l *Limits) float64 { return float64(l.Pids) },
+	{"pids", "execution.pids", func(l *Limits) float64 { return float64(l.Pids) },
 		func(e *sandbox.Execution) float64 { return float64(e.Pids) },
 		func(e *sandbox.Execution, v float64) { e.Pids = sandbox.Count(v) }, 1},
-	{"maxOutputBytes", func(l *Limits) float64 { return float64(l.MaxOutputBytes) },
+	{"maxOutputBytes", "execution.maxOutput", func(l *Limits) float64 { return float64(l.MaxOutputBytes) },
 		func(e *sandbox.Execution) float64 { return float64(e.MaxOutput) },
 		func(e *sandbox.Execution, v float64) { e.MaxOutput = sandbox.Size(v) }, 1},
-	{"maxFileSizeBytes", func(l *Limits) float64 { return float64(l.MaxFileSizeBytes) },
+	{"maxFileSizeBytes", "execution.maxFileSize", func(l *Limits) float64 { return float64(l.MaxFileSizeBytes) },
 		func(e *sandbox.Execution) float64 { return float64(e.MaxFileSize) },
 		func(e *sandbox.Execution, v float64) { e.MaxFileSize = sandbox.Size(v) }, 1},
 }
@@ -133,7 +134,7 @@ func firstSet(list ...sandbox.Execution) sandbox.Execution {
 // execution, then the built-in defaults) and ceilings (server.ceilings, and
 // the default where a ceiling is not set: requests lower limits only).
 func resolveLimits(cfg sandbox.Config) (def, ceil sandbox.Execution, err error) {
-	def = firstSet(cfg.Server.Defaults, cfg.Execution, builtinDefaults)
+	def = firstSet(askedLimits(cfg), builtinDefaults)
 	ceil = firstSet(cfg.Server.Ceilings, def)
 	for _, f := range limitFields {
 		d, c := f.get(&def), f.get(&ceil)
@@ -144,6 +145,16 @@ func resolveLimits(cfg sandbox.Config) (def, ceil sandbox.Execution, err error) 
 	return def, ceil, nil
 }
 
+// askedLimits are the limits the operator set (server.defaults, then
+// execution), zero elsewhere. Runs get these, lowered by the request's own,
+// and the engine fills in its defaults: so it can tell a limit somebody
+// asked for, which it refuses where it cannot enforce it, from a default,
+// which it reports as degraded (a rootless server without a cgroup, see
+// RATIONALE.md "Rootless serve").
+func askedLimits(cfg sandbox.Config) sandbox.Execution {
+	return firstSet(cfg.Server.Defaults, cfg.Execution)
+}
+
 func fmtLimit(v float64) string {
 	if v == unlimited {
 		return "unlimited"
@@ -151,9 +162,10 @@ func fmtLimit(v float64) string {
 	return strings.TrimSuffix(fmt.Sprintf("%.3f", v), ".000")
 }
 
-// apply lowers def by the request's limits, refusing what is above ceil.
-func (l *Limits) apply(def, ceil sandbox.Execution) (sandbox.Execution, error) {
-	out := def
+// apply sets the request's limits over base (the operator's asked limits),
+// refusing what is above ceil.
+func (l *Limits) apply(base, ceil sandbox.Execution) (sandbox.Execution, error) {
+	out := base
 	if l == nil {
 		return out, nil
 	}

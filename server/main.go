@@ -17,10 +17,12 @@ import (
 )
 
 // Main is `sandbox serve [--listen ADDR] [--token-file FILE] [--config FILE]
-// [--drain-timeout DUR]`: it serves until SIGTERM or SIGINT, drains the runs
-// in flight (cancelling what is left after the drain timeout) and returns 0.
-// Bad flags or configuration: one line on stderr, 125. The caller must have
-// called initproc.MaybeRun first (cmd/sandbox does).
+// [--drain-timeout DUR] [--best-effort]`: it serves until SIGTERM or SIGINT,
+// drains the runs in flight (cancelling what is left after the drain
+// timeout) and returns 0. Bad flags or configuration, or a host that cannot
+// enforce the configuration: one line on stderr, 125. As an ordinary user
+// it serves rootless, like `sandbox run`. The caller must have called
+// initproc.MaybeRun first (cmd/sandbox does).
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -39,16 +41,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	tokenFile := fs.String("token-file", "", "file holding the bearer token (default: $SANDBOX_TOKEN, or server.tokenFile)")
 	configFile := fs.String("config", "", "YAML or JSON config file")
 	drain := fs.Duration("drain-timeout", DefaultDrainTimeout, "how long runs in flight may finish after SIGTERM")
+	bestEffort := fs.Bool("best-effort", false, "serve where the host lacks a protection the configuration asks for (listed in every result's isolation.degraded); default: refuse to start")
 	usage := func(msg string) int {
 		fmt.Fprintf(stderr, "sandbox serve: %s\n", msg)
 		return 125
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: sandbox serve [--listen 127.0.0.1:8080] [--token-file FILE] [--config FILE] [--drain-timeout 30s]")
+			fmt.Fprintln(stdout, "Usage: sandbox serve [--listen 127.0.0.1:8080] [--token-file FILE] [--config FILE] [--drain-timeout 30s] [--best-effort]")
+			fmt.Fprintln(stdout, "\nServes the HTTP API (POST /v1/runs, GET /v1/capabilities, /metrics, /v1/openapi.json) until SIGTERM.\n"+
+				"As an ordinary user it runs rootless; the start log says what runs lack.\n\nFlags:")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return 0
 		}
-		return usage(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + "; accepted: --listen ADDR, --token-file FILE, --config FILE, --drain-timeout DUR")
+		return usage(strings.TrimPrefix(err.Error(), "flag provided but not defined: ") + "; accepted: --listen ADDR, --token-file FILE, --config FILE, --drain-timeout DUR, --best-effort")
 	}
 	if fs.NArg() > 0 {
 		return usage(fmt.Sprintf("unexpected argument %q; serve takes flags only", fs.Arg(0)))
@@ -63,6 +70,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 			return usage(err.Error())
 		}
 		cfg = c
+	}
+	if *bestEffort {
+		cfg.BestEffort = true
 	}
 	addr := firstNonEmpty(*listen, cfg.Server.Listen, DefaultListen)
 	token, err := loadToken(*tokenFile, cfg.Server.TokenFile)
@@ -106,7 +116,17 @@ func loadToken(flagFile, cfgFile string) (string, error) {
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("%s %s: cannot read the token file", name, file)
+		// The operator's own path, on the operator's terminal; the uid
+		// matters when serve runs as another user than the file's owner.
+		reason := "cannot read the token file"
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			reason += ": " + pe.Err.Error()
+		}
+		if errors.Is(err, os.ErrPermission) {
+			reason += fmt.Sprintf(" (the server runs as uid %d: make the file readable by it)", os.Geteuid())
+		}
+		return "", fmt.Errorf("%s %s: %s", name, file, reason)
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" || strings.ContainsAny(t, "\r\n\t ") {

@@ -108,6 +108,7 @@ type prepared struct {
 	input   any
 	ec      sandbox.ExecutionContext
 	runtime bool
+	limits  *Limits // as the request gave them
 }
 
 // decodeRun decodes a body read in full (readBody) strictly: one JSON
@@ -210,7 +211,8 @@ func (s *Server) prepare(req *RunRequest, requestID string) (*prepared, error) {
 		p.ec.RequestID = requestID
 	}
 
-	if p.cfg.Execution, err = req.Limits.apply(s.def, s.ceil); err != nil {
+	p.limits = req.Limits
+	if p.cfg.Execution, err = req.Limits.apply(s.asked, s.ceil); err != nil {
 		return nil, err
 	}
 	if err := s.applyPermissions(req.Permissions, &p.cfg); err != nil {
@@ -429,6 +431,13 @@ func (s *Server) execute(ctx context.Context, p *prepared) (*sandbox.Result, err
 	if err != nil {
 		if errors.Is(err, sandbox.ErrClosed) {
 			return nil, errShuttingDown
+		}
+		var ue *sandbox.UnenforceableError
+		if errors.As(err, &ue) {
+			if e := unenforceable(ue, p.limits); e != nil {
+				s.log.Info("limits not enforceable on this host", "requestId", requestIDFrom(ctx), "err", err.Error())
+				return nil, e
+			}
 		}
 		return nil, err
 	}

@@ -77,7 +77,7 @@ type Options struct {
 // Server is the HTTP service. Create it with New, serve with ServeListener
 // or use it as an http.Handler, and stop it with Shutdown.
 type Server struct {
-	cfg      sandbox.Config // base run configuration: defaults applied to execution
+	cfg      sandbox.Config // base run configuration; execution holds the asked limits
 	def      sandbox.Execution
 	ceil     sandbox.Execution
 	traces   bool // the operator asked for traces in results
@@ -88,6 +88,10 @@ type Server struct {
 	bodies   budget // bytes of request bodies in memory (Options.MaxBodyMemory)
 	files    fileLimits
 	conc     int
+	// asked are the limits the operator set (askedLimits), ceilAsked its
+	// ceilings: what the engine must be able to enforce.
+	asked     sandbox.Execution
+	ceilAsked sandbox.Execution
 	// bodyTimeout bounds reading a run's body (before admission: a slow
 	// client holds its connection only).
 	bodyTimeout time.Duration
@@ -136,7 +140,8 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, def: def, ceil: ceil, opts: opts, traces: cfg.Monitoring.CollectTraces,
 		allowHost: sc.AllowHostNetwork, envAllow: append([]string(nil), sc.EnvAllowCeiling...)}
 	s.cfg.Mode = sandbox.Subprocess
-	s.cfg.Execution = def
+	s.asked, s.ceilAsked = askedLimits(cfg), sc.Ceilings
+	s.cfg.Execution = s.asked
 	s.cfg.Server = sandbox.ServerConfig{}
 	// The engine's phase spans feed the setup metric and the OTel trace;
 	// they reach the client only when the operator asked for them.
@@ -185,12 +190,9 @@ func New(cfg sandbox.Config, opts Options) (*Server, error) {
 	s.gate = newGate(s.conc, s.queue, func(d int64) { s.metrics.queueDepth.Set(float64(d)) })
 	s.runners = newRunnerCache(s.opts.RunnerCacheSize)
 	s.metrics.poolDepth(s.runners.poolDepth)
-	// Fail fast: a server that cannot run its default configuration is
-	// better refused at start than answering setup errors to every run.
-	if _, release, _, err := s.runners.acquire(s.cfg); err != nil {
-		return nil, fmt.Errorf("server: the default run configuration: %w", err)
-	} else {
-		release()
+	if err := s.checkStart(); err != nil {
+		s.runners.close()
+		return nil, err
 	}
 	tp := opts.TracerProvider
 	if tp == nil {

@@ -127,3 +127,57 @@ func TestErrorMapperNeverLeaks(t *testing.T) {
 		t.Errorf("ErrInvalidHandler -> %+v", e)
 	}
 }
+
+// TestAskedLimits: the engine gets the limits somebody asked for and zero
+// elsewhere, so it can tell them from its defaults (which it reports as
+// degraded where it cannot enforce them, and asks it refuses).
+func TestAskedLimits(t *testing.T) {
+	cfg := sandbox.Config{Execution: sandbox.Execution{Pids: 64},
+		Server: sandbox.ServerConfig{Defaults: sandbox.Execution{Timeout: sandbox.Duration(time.Minute)}}}
+	def, ceil, err := resolveLimits(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := askedLimits(cfg)
+	if want := (sandbox.Execution{Pids: 64, Timeout: sandbox.Duration(time.Minute)}); asked != want {
+		t.Errorf("asked %+v, want %+v", asked, want)
+	}
+	if def.Memory != sandbox.DefaultMemory || def.Pids != 64 {
+		t.Errorf("defaults %+v: want the built-in memory and the operator's pids", def)
+	}
+	got, err := (&Limits{MemoryBytes: 64 << 20}).apply(asked, ceil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (sandbox.Execution{Pids: 64, Timeout: sandbox.Duration(time.Minute), Memory: 64 * sandbox.MiB}); got != want {
+		t.Errorf("request's limits over the asked ones: %+v, want %+v", got, want)
+	}
+}
+
+func TestUnenforceable(t *testing.T) {
+	ue := &sandbox.UnenforceableError{Layer: "cgroup", Fields: []string{"execution.memory", "execution.pids"}}
+	tests := []struct {
+		name string
+		l    *Limits
+		want string // "" = not the request's fault
+	}{
+		{"no limits", nil, ""},
+		{"other limit", &Limits{TimeoutMs: 100}, ""},
+		{"memory", &Limits{MemoryBytes: 64 << 20, TimeoutMs: 100}, "limits.memoryBytes: "},
+		{"memory and pids", &Limits{MemoryBytes: 64 << 20, Pids: 4}, "limits.memoryBytes, limits.pids: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := unenforceable(ue, tc.l)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("%v, want nil", err)
+			case tc.want == "":
+			case err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "no usable cgroup"):
+				t.Fatalf("%v, want one naming %q and the cgroup", err, tc.want)
+			case toAPIError(err).Status != http.StatusUnprocessableEntity || toAPIError(err).Code != CodeLimitAboveCeiling:
+				t.Fatalf("answered %+v, want 422 %s", toAPIError(err), CodeLimitAboveCeiling)
+			}
+		})
+	}
+}

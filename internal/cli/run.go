@@ -486,7 +486,16 @@ func (f *runFlags) explain(err error) string {
 			err = &named
 		}
 	}
-	return strings.TrimPrefix(oneLine(err), "sandbox: ")
+	msg := oneLine(err)
+	var ue *sandbox.UnenforceableError
+	if errors.As(err, &ue) {
+		for _, field := range ue.Fields {
+			if name := f.flagOf(field); name != "" {
+				msg = strings.Replace(msg, field, "--"+name, 1)
+			}
+		}
+	}
+	return strings.TrimPrefix(msg, "sandbox: ")
 }
 
 // flagOf is the flag that set the config key field, or "" when no flag did.
