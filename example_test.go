@@ -82,7 +82,7 @@ func ExampleRunner_Run() {
 // kernel features `sandbox doctor` checks.
 func Example_command() {
 	r, err := sandbox.New(sandbox.Config{
-		Execution:   sandbox.Execution{Timeout: sandbox.Duration(5 * time.Second), Memory: 256 * sandbox.MiB},
+		Execution:   sandbox.Execution{Timeout: sandbox.Duration(5 * time.Second)},
 		Permissions: sandbox.Permissions{Env: sandbox.EnvPolicy{Set: map[string]string{"GREETING": "hello"}}},
 	})
 	if err != nil {
@@ -97,4 +97,7 @@ func Example_command() {
 	if err := res.Err(); err != nil {
 		fmt.Println("run failed:", err, "- exit status", res.ExitStatus())
 	}
+	// Output:
+	// hello
+	// 1000
 }
