@@ -93,6 +93,43 @@ func (r *subRun) setIsolation() {
 	r.rs.result.Isolation = iso
 }
 
+// noteDegraded lists what the init could not apply: a Landlock right the
+// kernel's ABI does not know is not restricted (resolve_unix needs ABI 9),
+// and the isolation report must not claim it.
+func (r *subRun) noteDegraded(notes []string) {
+	iso := &r.rs.result.Isolation
+	for _, n := range notes {
+		layer, what, ok := strings.Cut(n, ": ")
+		if !ok {
+			layer, what = "init", n
+		}
+		reason := what
+		if layer == "landlock" {
+			reason = landlockNote(what, iso.LandlockABI)
+		}
+		iso.Degraded = append(iso.Degraded, Degradation{Layer: layer, Reason: reason})
+	}
+}
+
+// landlockNote explains a Landlock right or scope the kernel lacks.
+func landlockNote(what string, abi int) string {
+	need := map[string]string{
+		"truncate":            "ABI 3 (Linux 6.2): truncating files is not restricted",
+		"ioctl_dev":           "ABI 5 (Linux 6.10): ioctl on device files is not restricted",
+		"resolve_unix":        "ABI 9: connecting to named unix sockets is not restricted by path",
+		"scope_signals":       "ABI 6 (Linux 6.12): signals to processes outside the sandbox are not scoped",
+		"scope_abstract_unix": "ABI 6 (Linux 6.12): abstract unix sockets outside the sandbox are not scoped",
+		"landlock":            "the kernel has no Landlock",
+	}[what]
+	if need == "" {
+		return what + " not applied"
+	}
+	if what == "landlock" {
+		return need
+	}
+	return fmt.Sprintf("%s needs Landlock %s (this kernel has ABI %d)", what, need, abi)
+}
+
 func (r *subRun) execute(ctx context.Context) {
 	rs := r.rs
 	deadline := rs.start.Add(time.Duration(r.exec.Timeout))
@@ -204,6 +241,7 @@ func (r *subRun) start() (pipes, error) {
 	if started.LandlockABI > 0 {
 		r.rs.result.Isolation.LandlockABI = started.LandlockABI
 	}
+	r.noteDegraded(started.Notes)
 
 	if err := r.place(started); err != nil {
 		if started.Listener >= 0 {
