@@ -29,6 +29,7 @@ const (
 	cnIdxProc         = 1
 	cnValProc         = 1
 	procCnMcastListen = 1
+	procCnMcastIgnore = 2
 	procEventFork     = 0x00000001
 	procEventExit     = 0x80000000
 
@@ -48,11 +49,19 @@ func (r *Run) KilledBySIGXFSZ() bool { return r.fileSize.Load() }
 
 // Watcher reads the process events of the whole host and attributes them to
 // tracked runs. It is safe for concurrent use.
+//
+// It listens only while a run is tracked: the connector costs every fork and
+// exit on the host a message to each listener, so an idle server must not be
+// one. With no run in flight the socket leaves the multicast group and tells
+// the kernel it stopped listening (which, with no other listener, stops the
+// kernel from building the events at all).
 type Watcher struct {
 	fd      int
 	mu      sync.Mutex
 	tracked map[int]*Run
+	runs    int // runs between Track and Done; listening while > 0
 	lost    atomic.Int64
+	seen    atomic.Int64 // events read, for tests
 }
 
 var (
@@ -75,21 +84,50 @@ func open() (*Watcher, error) {
 	// Room for bursts: a fork bomb in one run must not cost another its
 	// events.
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: cnIdxProc, Pid: 0}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Pid: 0}); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("procevents: bind: %w", err)
 	}
-	if err := sendListen(fd); err != nil {
+	// Subscribe once to learn now whether this process may (CAP_NET_ADMIN),
+	// then go idle until the first run.
+	w := &Watcher{fd: fd, tracked: map[int]*Run{}}
+	if err := w.listen(true); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
-	w := &Watcher{fd: fd, tracked: map[int]*Run{}}
+	if err := w.listen(false); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	go w.loop()
 	return w, nil
 }
 
-// sendListen subscribes the socket to process events.
-func sendListen(fd int) error {
+// listen joins or leaves the process events: group membership, and the
+// kernel's listener count.
+func (w *Watcher) listen(on bool) error {
+	opt, op := unix.NETLINK_DROP_MEMBERSHIP, uint32(procCnMcastIgnore)
+	if on {
+		opt, op = unix.NETLINK_ADD_MEMBERSHIP, procCnMcastListen
+	}
+	if on {
+		if err := unix.SetsockoptInt(w.fd, unix.SOL_NETLINK, opt, cnIdxProc); err != nil {
+			return fmt.Errorf("procevents: join the proc events group: %w", err)
+		}
+	}
+	if err := sendCtl(w.fd, op); err != nil {
+		return err
+	}
+	if !on {
+		if err := unix.SetsockoptInt(w.fd, unix.SOL_NETLINK, opt, cnIdxProc); err != nil {
+			return fmt.Errorf("procevents: leave the proc events group: %w", err)
+		}
+	}
+	return nil
+}
+
+// sendCtl subscribes the socket to process events, or unsubscribes it.
+func sendCtl(fd int, op uint32) error {
 	msg := make([]byte, nlHdrLen+cnHdrLen+4)
 	le := binary.LittleEndian
 	le.PutUint32(msg[0:], uint32(len(msg)))
@@ -98,7 +136,7 @@ func sendListen(fd int) error {
 	le.PutUint32(msg[16:], cnIdxProc)
 	le.PutUint32(msg[20:], cnValProc)
 	le.PutUint16(msg[32:], 4)
-	le.PutUint32(msg[36:], procCnMcastListen)
+	le.PutUint32(msg[36:], op)
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("procevents: subscribe (needs CAP_NET_ADMIN): %w", err)
 	}
@@ -106,11 +144,21 @@ func sendListen(fd int) error {
 }
 
 // Track starts following the process pid (a host pid) and its descendants.
+// The program must not have forked yet (it is stopped before its first
+// instruction): listening starts here, for the first run in flight.
 func (w *Watcher) Track(pid int) *Run {
 	r := &Run{pids: map[int]bool{pid: true}}
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.runs == 0 {
+		if err := w.listen(true); err != nil {
+			// Subscribing worked at open; if it fails now, say so the
+			// way lost events are said: the verdict may miss a SIGXFSZ.
+			w.lost.Add(1)
+		}
+	}
+	w.runs++
 	w.tracked[pid] = r
-	w.mu.Unlock()
 	return r
 }
 
@@ -126,6 +174,11 @@ func (w *Watcher) Done(r *Run) {
 		}
 	}
 	r.pids = nil
+	if w.runs--; w.runs == 0 {
+		w.listen(false)
+		w.drain() // what arrived before leaving: nothing is tracked now
+		clear(w.tracked)
+	}
 }
 
 // Lost is the number of times the kernel dropped events for this watcher.
@@ -178,6 +231,7 @@ func (w *Watcher) parse(b []byte) {
 }
 
 func (w *Watcher) event(m []byte) {
+	w.seen.Add(1)
 	le := binary.LittleEndian
 	if len(m) < cnHdrLen+evHdrLen || le.Uint32(m[0:]) != cnIdxProc {
 		return
