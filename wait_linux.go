@@ -82,14 +82,28 @@ func (r *subRun) wait(ctx context.Context, deadline time.Time) proc.Exit {
 
 // endRun kills whatever the program left behind: the run ends with its
 // program, and no pipe a daemon holds may keep it open.
+//
+// The init is pid 1 of the run's pid namespace: the kernel kills every
+// process of the namespace when it dies, and it is reaped only once they are
+// all gone. Waiting for that event empties the run without polling its
+// cgroups; the cgroup kill after it finds nothing, and remains the backstop
+// when the init could not be reaped in time.
 func (r *subRun) endRun() {
 	if r.box != nil {
 		r.box.Kill()
+		select {
+		case <-r.box.Done():
+		case <-time.After(endWait):
+		}
 	}
 	if r.group != nil {
 		r.group.Kill()
 	}
 }
+
+// endWait bounds the wait for the init's end in endRun: a process in
+// uninterruptible sleep can hold its pid namespace for a while.
+const endWait = 2 * time.Second
 
 // collect turns the exit and the cgroup's accounting into the result.
 func (r *subRun) collect(e proc.Exit) {
