@@ -226,9 +226,15 @@ type Result struct {
 	StderrTruncated bool
 	Metrics         Metrics
 	Violations      []Violation
-	Logs            []LogLine
-	Traces          []Span
-	Isolation       Isolation
+	// ViolationsIncomplete is true when Violations may lack denied calls:
+	// the program installed a seccomp filter of its own, which the kernel
+	// lets answer a call before the sandbox hears of it (the call is still
+	// refused). Only under onViolation errno; under kill, installing one
+	// ends the run as StatusViolation.
+	ViolationsIncomplete bool
+	Logs                 []LogLine
+	Traces               []Span
+	Isolation            Isolation
 }
 
 type resultJSON struct {
@@ -247,9 +253,12 @@ type resultJSON struct {
 	StderrTruncated bool            `json:"stderrTruncated"`
 	Metrics         Metrics         `json:"metrics"`
 	Violations      []Violation     `json:"violations"`
-	Logs            []LogLine       `json:"logs"`
-	Traces          []Span          `json:"traces"`
-	Isolation       Isolation       `json:"isolation"`
+	// Present only when true, like the encodings: a result without it
+	// reads as before.
+	ViolationsIncomplete bool      `json:"violationsIncomplete,omitempty"`
+	Logs                 []LogLine `json:"logs"`
+	Traces               []Span    `json:"traces"`
+	Isolation            Isolation `json:"isolation"`
 }
 
 // MarshalJSON encodes the Result as docs/result.md describes: output that is
@@ -259,7 +268,8 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 	j := resultJSON{
 		RequestID: r.RequestID, OK: r.OK, Status: r.Status, ExitCode: r.ExitCode, Signal: r.Signal,
 		Data: r.Data, Error: r.Error, StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
-		Metrics: r.Metrics, Violations: r.Violations, Logs: r.Logs, Traces: r.Traces, Isolation: r.Isolation,
+		Metrics: r.Metrics, Violations: r.Violations, ViolationsIncomplete: r.ViolationsIncomplete, Logs: r.Logs,
+		Traces: r.Traces, Isolation: r.Isolation,
 	}
 	j.Stdout, j.StdoutEncoding = encodeOutput(r.Stdout)
 	j.Stderr, j.StderrEncoding = encodeOutput(r.Stderr)
@@ -315,8 +325,8 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	*r = Result{
 		RequestID: j.RequestID, OK: j.OK, Status: j.Status, ExitCode: j.ExitCode, Signal: j.Signal,
 		Data: data, Error: j.Error, Stdout: out, Stderr: errOut, StdoutTruncated: j.StdoutTruncated,
-		StderrTruncated: j.StderrTruncated, Metrics: j.Metrics, Violations: j.Violations, Logs: j.Logs,
-		Traces: j.Traces, Isolation: j.Isolation,
+		StderrTruncated: j.StderrTruncated, Metrics: j.Metrics, Violations: j.Violations,
+		ViolationsIncomplete: j.ViolationsIncomplete, Logs: j.Logs, Traces: j.Traces, Isolation: j.Isolation,
 	}
 	return nil
 }

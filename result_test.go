@@ -167,6 +167,15 @@ func TestResultJSONRules(t *testing.T) {
 	if m := empty["metrics"].(map[string]any); len(m) != 0 {
 		t.Errorf("unmeasured metrics = %v, want absent (never 0)", m)
 	}
+	// violationsIncomplete is present only when true, and decodes back.
+	inc := enc(&Result{ViolationsIncomplete: true})
+	if inc["violationsIncomplete"] != true {
+		t.Errorf("violationsIncomplete = %#v, want true", inc["violationsIncomplete"])
+	}
+	var back Result
+	if b, _ := json.Marshal(&Result{ViolationsIncomplete: true}); json.Unmarshal(b, &back) != nil || !back.ViolationsIncomplete {
+		t.Errorf("violationsIncomplete lost in a round trip: %+v", back)
+	}
 	if empty["data"] != nil || empty["signal"] != "" || empty["stdout"] != "" {
 		t.Errorf("data %v signal %q stdout %q, want null, \"\", \"\"", empty["data"], empty["signal"], empty["stdout"])
 	}

@@ -45,6 +45,7 @@ type subRun struct {
 	stopListener   context.CancelFunc
 	events         *procevents.Run // nil when process events are unavailable
 	listenerDone   chan struct{}
+	ownFilter      atomic.Bool // the program installed a seccomp filter of its own
 
 	killOnce  sync.Once
 	killed    chan struct{} // closed when the run is being ended by the sandbox
@@ -568,22 +569,46 @@ func (r *subRun) serveViolations(fd int) {
 }
 
 // serve answers the run's denied system calls until its last task is gone.
-func (r *subRun) serve(ctx context.Context, kill bool) {
+//
+// A program installing a seccomp filter of its own is told apart: its
+// filter could answer denied calls before the sandbox's notification (the
+// kernel ranks ERRNO, TRAP and KILL above USER_NOTIF), so under kill mode
+// the install itself ends the run, and otherwise it goes ahead and the
+// violations report is marked incomplete (RATIONALE.md, "A filter of the
+// program's own").
+func (r *subRun) serve(ctx context.Context, kill bool) (err error) {
 	total := 0
-	r.listener.Serve(ctx, func(nr int, name string) bool {
+	// A held call is counted by Serve before it returns; the run is killed
+	// after that, so the count is in before the verdict is collected.
+	defer func() {
+		if errors.Is(err, seccomp.ErrKill) {
+			r.kill()
+		}
+	}()
+	err = r.listener.Serve(ctx, func(c seccomp.Call) seccomp.Verdict {
+		if c.Install && !kill {
+			if !r.ownFilter.Swap(true) {
+				r.rs.log(LogLine{Level: "warn", Source: "sandbox", Message: "the program installed a seccomp filter of its own (" +
+					c.Name + "): denied calls that filter answers first are not reported, so violations may be incomplete"})
+			}
+			return seccomp.Continue
+		}
 		total++
 		if kill {
-			r.rs.limit(StatusViolation, "denied system call "+name)
-			r.kill()
-			return true
+			msg := "denied system call " + c.Name
+			if c.Install {
+				msg = "installed a seccomp filter of its own (" + c.Name + "), which could hide denied calls from onViolation: kill"
+			}
+			r.rs.limit(StatusViolation, msg)
+			return seccomp.Hold
 		}
 		if total > violationBound {
-			r.rs.limit(StatusViolation, fmt.Sprintf("more than %d denied system calls (last: %s)", violationBound, name))
-			r.kill()
-			return true
+			r.rs.limit(StatusViolation, fmt.Sprintf("more than %d denied system calls (last: %s)", violationBound, c.Name))
+			return seccomp.Hold
 		}
-		return false
+		return seccomp.Deny
 	})
+	return err
 }
 
 // kill ends the run at once: SIGKILL to the pid namespace and the cgroup.

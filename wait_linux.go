@@ -150,6 +150,7 @@ func (r *subRun) collect(e proc.Exit) {
 		for _, v := range r.listener.Violations() {
 			res.Violations = append(res.Violations, Violation{Syscall: v.Syscall, Count: v.Count})
 		}
+		res.ViolationsIncomplete = r.ownFilter.Load()
 	}
 
 	if !e.Reported {

@@ -247,3 +247,25 @@ def run(input, ctx):
 		t.Errorf("plugin files %v data %q plugin write %q; want the upload, read-only", got.Files, got.Data, got.PluginWrite)
 	}
 }
+
+// TestHostileSetIDOverHTTP: a run started through the API can no more give a
+// file a set-id bit than one started from the library (the seccomp rule is
+// the engine's; the API adds nothing that bypasses it).
+func TestHostileSetIDOverHTTP(t *testing.T) {
+	testenv.Require(t, "root", "userns")
+	ts := startServer(t, sandbox.Config{}, Options{})
+	script := `cd /workspace && : > f && chmod 4755 f; echo chmod=$?; mkdir -m 2755 d; echo mkdir=$?; stat -c mode=%a f`
+	res := ts.run(t, obj{"handler": obj{"command": []string{"sh", "-c", script}}})
+	if res.Status != sandbox.StatusOK {
+		t.Fatalf("status %s error %+v stderr %q", res.Status, res.Error, res.Stderr)
+	}
+	out := string(res.Stdout)
+	for _, want := range []string{"chmod=1", "mkdir=1", "mode=644"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout %q lacks %q: a set-id mode got through", out, want)
+		}
+	}
+	if len(res.Violations) == 0 {
+		t.Errorf("no violation reported for the set-id attempts (stderr %q)", res.Stderr)
+	}
+}

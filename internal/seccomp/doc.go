@@ -4,7 +4,7 @@
 // It protects the kernel from the program: the filter is an allow-list (a
 // deny-list fails open on every new system call) of what sh, coreutils,
 // Python, Node.js and Go binaries need, after Docker's default profile, less
-// the privileged kernel surface: ptrace and process_vm_*, io_uring, bpf,
+// the privileged kernel surface: ptrace and process_vm_*, io_uring and AIO, bpf,
 // perf_event_open, userfaultfd, keyrings, the mount family (old and new API),
 // unshare/setns and namespace flags to clone, kexec and modules, reboot, swap,
 // acct, quotactl, file handles, syslog, clock setting, port I/O, modify_ldt,
@@ -16,7 +16,17 @@
 //   - socket and socketpair for AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK
 //     (others EAFNOSUPPORT, so no protocol module is autoloaded);
 //   - personality for Docker's harmless values;
-//   - ioctl without TIOCSTI, TIOCLINUX, TIOCCONS and TIOCSETD.
+//   - ioctl without TIOCSTI, TIOCLINUX, TIOCCONS and TIOCSETD;
+//   - no set-uid or set-gid mode: chmod, fchmod, fchmodat, fchmodat2,
+//     creat, mkdir(at), mknod(at), and open/openat with O_CREAT or
+//     O_TMPFILE, so a run cannot plant a set-id file in a host directory;
+//   - seccomp(SECCOMP_SET_MODE_FILTER) and prctl(PR_SET_SECCOMP) are
+//     reported (Call.Install): a filter of the program's own can answer
+//     calls before the sandbox's notification.
+//
+// The AIO calls and openat2 answer ENOSYS, not counted: AIO contexts are a
+// host-wide budget no namespace bounds, and openat2's mode is in memory the
+// filter cannot read (libc falls back to openat).
 //
 // A known denied call fails with EPERM, is reported to the supervisor through
 // user notification (Options.Notify, served by Listener) or kills the process

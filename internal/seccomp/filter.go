@@ -47,15 +47,18 @@ func Build(arch *Arch, o Options) ([]bpf.RawInstruction, error) {
 type class struct {
 	ret  uint32   // return value when rule is ruleNone
 	rule ruleKind // an argument rule decides instead
+	mode modeRule // for ruleMode
 }
 
 func classify(a *Arch, o Options, nr int) class {
 	name := a.Name(nr)
 	switch {
-	case name == "":
+	case name == "", unsupported[name]:
 		return class{ret: retErrno | errnoENOSYS}
 	case name == "ptrace" && o.TraceMe:
 		return class{rule: ruleTraceMe}
+	case modeRules[name] != modeRule{}:
+		return class{rule: ruleMode, mode: modeRules[name]}
 	case rules[name] != ruleNone:
 		return class{rule: rules[name]}
 	case allowed[name]:
@@ -168,8 +171,46 @@ func leaf(c class, o Options) []bpf.Instruction {
 			allow,
 			deny,
 		}
+	case ruleMode:
+		return modeLeaf(c.mode, allow, deny)
+	case ruleSeccompFilter:
+		// op is an unsigned int.
+		return []bpf.Instruction{
+			bpf.LoadAbsolute{Off: argLow(0), Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: seccompSetModeFilter, SkipTrue: 1},
+			allow,
+			bpf.RetConstant{Val: o.install()},
+		}
+	case rulePrctlSeccomp:
+		// option is an int; the mode an unsigned long the kernel compares
+		// whole, so looking at its low half reports a superset (a mode
+		// with high bits set fails with EINVAL anyway).
+		return []bpf.Instruction{
+			bpf.LoadAbsolute{Off: argLow(0), Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: prSetSeccomp, SkipFalse: 2},
+			bpf.LoadAbsolute{Off: argLow(1), Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: seccompModeFilter, SkipTrue: 1},
+			allow,
+			bpf.RetConstant{Val: o.install()},
+		}
 	}
 	panic(fmt.Sprintf("seccomp: rule %d has no code", c.rule))
+}
+
+// modeLeaf denies a mode with a set-id bit; for the open family only when
+// the flags create a file (otherwise the kernel ignores the mode).
+func modeLeaf(m modeRule, allow, deny bpf.RetConstant) []bpf.Instruction {
+	var p []bpf.Instruction
+	if m.flags >= 0 {
+		p = append(p,
+			bpf.LoadAbsolute{Off: argLow(int(m.flags)), Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: createFlags, SkipFalse: 2})
+	}
+	return append(p,
+		bpf.LoadAbsolute{Off: argLow(int(m.mode)), Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: setIDBits, SkipTrue: 1},
+		allow,
+		deny)
 }
 
 // oneOf returns match when the low 32 bits of argument arg equal one of vals,

@@ -65,9 +65,39 @@ func reference(a *Arch, o Options, in input) uint32 {
 		name = a.Name(int(in.nr))
 	}
 	lo := func(i int) uint32 { return uint32(in.args[i]) }
+	const setID = 0o6000       // S_ISUID | S_ISGID
+	const creates = 0o20000100 // O_CREAT | __O_TMPFILE
+	install := uint32(refAllow)
+	if o.Notify && o.OnViolation != Kill {
+		install = refNotify
+	}
+	mode := func(flags, m int) uint32 {
+		if flags >= 0 && lo(flags)&creates == 0 || lo(m)&setID == 0 {
+			return refAllow
+		}
+		return viol
+	}
 	switch name {
-	case "":
+	case "", "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents", "openat2":
 		return refENOSYS
+	case "chmod", "fchmod", "creat", "mkdir", "mknod":
+		return mode(-1, 1)
+	case "fchmodat", "fchmodat2", "mkdirat", "mknodat":
+		return mode(-1, 2)
+	case "open":
+		return mode(1, 2)
+	case "openat":
+		return mode(2, 3)
+	case "seccomp":
+		if lo(0) == 1 { // SECCOMP_SET_MODE_FILTER
+			return install
+		}
+		return refAllow
+	case "prctl":
+		if lo(0) == 22 && lo(1) == 2 { // PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+			return install
+		}
+		return refAllow
 	case "clone3":
 		return refENOSYS
 	case "clone":
@@ -123,6 +153,18 @@ var argVariants = [][6]uint64{
 	{0x0400000}, {0xffff_ffff_ffff_ffff}, // READ_IMPLIES_EXEC, 64-bit -1
 	{0, 0x5412}, {0, 0x1_0000_5412}, {0, 0x541c}, {0, 0x541d}, {0, 0x5423},
 	{0, 0x5401}, {0, 0x541b}, {0, 0xffff_ffff_0000_5412},
+	// modes: set-uid, set-gid, sticky, plain, set-uid under high bits
+	{0, 0o4755}, {0, 0o2755}, {0, 0o1777}, {0, 0o755}, {0, 0x1_0000_0000 | 0o4755},
+	{0, 0, 0o4755}, {0, 0, 0o2000}, {0, 0, 0o644},
+	// open (flags 1, mode 2) and openat (flags 2, mode 3): O_CREAT,
+	// O_TMPFILE, O_CREAT under high bits, no creation flag
+	{0, 0o100, 0o4755}, {0, 0o100, 0o755}, {0, 0o20200000, 0o2755}, {0, 0o1, 0o4755},
+	{0, 0x1_0000_0040, 0o4755},
+	{0, 0, 0o100, 0o4755}, {0, 0, 0o100, 0o644}, {0, 0, 0o20200002, 0o6000}, {0, 0, 0o2, 0o4755},
+	{0, 0, 0o101, 0x1_0000_0000 | 0o2000},
+	// prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER), its strict mode, and
+	// high bits; seccomp's ops are {0}, {1}, {2} above
+	{22, 2}, {22, 1}, {0x1_0000_0016, 2}, {22, 0x1_0000_0002}, {23, 2},
 }
 
 func options() []Options {
@@ -211,7 +253,10 @@ func TestPolicy(t *testing.T) {
 		"epoll_pwait", "sched_getaffinity", "prlimit64", "getrandom", "rseq", "set_robust_list",
 		"sigaltstack", "madvise", "tgkill", "pidfd_open", "pidfd_send_signal", "waitid", "prctl", "uname",
 		"memfd_create", "eventfd2", "fcntl", "getcwd", "close_range", "faccessat2", "fchmodat2",
+		"mkdirat", "mknodat", "fchmod", "fchmodat", "seccomp",
 	}
+	unsupported := []string{"io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents",
+		"io_pgetevents", "openat2"}
 	for _, a := range []*Arch{AMD64, ARM64} {
 		for _, name := range denied {
 			nr, ok := a.Number(name)
@@ -222,14 +267,27 @@ func TestPolicy(t *testing.T) {
 				t.Errorf("%s: %s (%d) is %+v, want EPERM", a, name, nr, c)
 			}
 		}
+		// Needed calls are allowed with ordinary (zero) arguments, whether
+		// or not an argument rule looks at them.
+		vm := newVM(t, a, Options{Notify: true})
 		for _, name := range needed {
 			nr, ok := a.Number(name)
 			if !ok {
 				t.Errorf("%s: %s missing from the table", a, name)
 				continue
 			}
-			if c := classify(a, Options{}, nr); c.ret != refAllow {
-				t.Errorf("%s: %s (%d) is %+v, want allowed", a, name, nr, c)
+			if got, _ := vm.Run(input{arch: a.audit, nr: uint32(nr)}.bytes()); got != refAllow {
+				t.Errorf("%s: %s (%d) answers %#x, want allowed", a, name, nr, got)
+			}
+		}
+		for _, name := range unsupported {
+			nr, ok := a.Number(name)
+			if !ok {
+				t.Errorf("%s: %s missing from the table", a, name)
+				continue
+			}
+			if c := classify(a, Options{Notify: true}, nr); c.rule != ruleNone || c.ret != refENOSYS {
+				t.Errorf("%s: %s (%d) is %+v, want ENOSYS", a, name, nr, c)
 			}
 		}
 		for name := range allowed {
@@ -263,6 +321,8 @@ func TestFilterPathLength(t *testing.T) {
 		for nr := 0; nr <= a.Max(); nr++ {
 			steps, argLoad := walk(t, raw, input{arch: a.audit, nr: uint32(nr)})
 			_, hasRule := rules[a.Name(nr)]
+			_, hasMode := modeRules[a.Name(nr)]
+			hasRule = hasRule || hasMode
 			if argLoad && !hasRule {
 				t.Errorf("%s: %s (%d) loads an argument", a, a.Name(nr), nr)
 			}

@@ -113,6 +113,9 @@ func runChild(scenario string) int {
 			_, _, e := unix.Syscall(unix.SYS_KEYCTL, 0 /*KEYCTL_GET_KEYRING_ID*/, ^uintptr(0), 0)
 			res.Errnos["keyctl"+strconv.Itoa(i)] = errnoName(e)
 		}
+		res.Errnos["install"] = errnoName(ownFilter(unix.SYS_KEYCTL, 0x00050000|uint32(unix.EINVAL)))
+		_, _, e := unix.Syscall(unix.SYS_KEYCTL, 0, ^uintptr(0), 0)
+		res.Errnos["keyctl_own"] = errnoName(e)
 	case "kill":
 		if _, err := install(Options{OnViolation: Kill}, 0); err != nil {
 			return fail(err)
@@ -171,6 +174,19 @@ func attempts() map[string]string {
 	var params [120]byte
 	raw("io_uring_setup", unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params)))
 	raw("clone3", unix.SYS_CLONE3, 0, 0)
+	var aio uint64
+	raw("io_setup", unix.SYS_IO_SETUP, 1, uintptr(unsafe.Pointer(&aio)))
+	if r["io_setup"] == "ok" {
+		unix.Syscall(unix.SYS_IO_DESTROY, uintptr(aio), 0, 0)
+	}
+	// A memfd belongs to its creator, so fchmod succeeds without the
+	// filter; set-id bits, also hidden under high bits, must not.
+	if fd, err := unix.MemfdCreate("setid", unix.MFD_CLOEXEC); err == nil {
+		raw("fchmod_suid", unix.SYS_FCHMOD, uintptr(fd), 0o4755)
+		raw("fchmod_sgid_high", unix.SYS_FCHMOD, uintptr(fd), 0x1_0000_0000|0o2755)
+		raw("fchmod_plain", unix.SYS_FCHMOD, uintptr(fd), 0o700)
+		unix.Close(fd)
+	}
 	raw("socket_packet", unix.SYS_SOCKET, unix.AF_PACKET, unix.SOCK_RAW, 0)
 	raw("socket_inet", unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	raw("socket_unix", unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -188,6 +204,21 @@ func attempts() map[string]string {
 		raw("unknown", uintptr(a.Max()+5))
 	}
 	return r
+}
+
+// ownFilter installs, as a sandboxed program could, a filter answering nr
+// with ret and allowing everything else.
+func ownFilter(nr uintptr, ret uint32) syscall.Errno {
+	f := []unix.SockFilter{
+		{Code: 0x20, K: 0},                        // ld [nr]
+		{Code: 0x15, Jt: 0, Jf: 1, K: uint32(nr)}, // jeq nr
+		{Code: 0x06, K: ret},
+		{Code: 0x06, K: retAllow},
+	}
+	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
+	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(f)
+	return e
 }
 
 func errnoName(e syscall.Errno) string {

@@ -37,12 +37,15 @@ var _ = [1]struct{}{}[unsafe.Sizeof(notif{})-0x50]     // SECCOMP_IOCTL_NOTIF_RE
 var _ = [1]struct{}{}[unsafe.Sizeof(notifResp{})-0x18] // SECCOMP_IOCTL_NOTIF_SEND's size
 
 // Serve answers notifications until every filtered task is gone (it returns
-// nil), ctx ends (ctx.Err()), decide asks for a kill (an error wrapping
-// ErrKill) or the fd fails. Each notification is counted; then decide, which
-// may be nil, sees the call's number and name: false answers the call EPERM,
-// true leaves it blocked for the caller to kill the run. Serve never blocks
-// past the end of ctx or of the last filtered task.
-func (l *Listener) Serve(ctx context.Context, decide func(nr int, name string) (kill bool)) error {
+// nil), ctx ends (ctx.Err()), decide returns Hold (an error wrapping ErrKill,
+// naming the call) or the fd fails. decide, which may be nil (then
+// DefaultVerdict), answers each Call; a call answered Deny or Hold is counted
+// in Violations. Serve never blocks past the end of ctx or of the last
+// filtered task.
+func (l *Listener) Serve(ctx context.Context, decide func(Call) Verdict) error {
+	if decide == nil {
+		decide = DefaultVerdict
+	}
 	l.mu.Lock()
 	closed := l.closed
 	l.mu.Unlock()
@@ -105,7 +108,7 @@ func (l *Listener) Serve(ctx context.Context, decide func(nr int, name string) (
 }
 
 // handle receives one notification and answers it.
-func (l *Listener) handle(decide func(int, string) bool) error {
+func (l *Listener) handle(decide func(Call) Verdict) error {
 	var n notif // RECV insists on a zeroed struct
 	for {
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&n)))
@@ -121,13 +124,28 @@ func (l *Listener) handle(decide func(int, string) bool) error {
 		}
 		break
 	}
-	nr := int(n.Data.Nr)
-	name := syscallName(n.Data.Arch, nr)
-	l.record(name)
-	if decide != nil && decide(nr, name) {
-		return fmt.Errorf("%w: %s", ErrKill, name)
+	c := Call{Nr: int(n.Data.Nr), Name: syscallName(n.Data.Arch, int(n.Data.Nr))}
+	// Only the install rules notify seccomp and prctl (filter.go).
+	c.Install = c.Name == "seccomp" || c.Name == "prctl"
+	// A denied call is counted before decide acts on it (it may end the
+	// run); an install only when decide refuses it.
+	if !c.Install {
+		l.record(c.Name)
+	}
+	v := decide(c)
+	switch {
+	case v == Continue && !c.Install:
+		v = Deny // Continue is never a verdict on a denied call
+	case v != Continue && c.Install:
+		l.record(c.Name)
+	}
+	if v == Hold {
+		return fmt.Errorf("%w: %s", ErrKill, c.Name)
 	}
 	resp := notifResp{ID: n.ID, Error: -int32(unix.EPERM)}
+	if v == Continue {
+		resp = notifResp{ID: n.ID, Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
+	}
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp)))
 	if errno != 0 && errno != unix.ENOENT { // ENOENT: the task is gone
 		return fmt.Errorf("seccomp: SECCOMP_IOCTL_NOTIF_SEND: %w", errno)

@@ -95,7 +95,11 @@ type Options struct {
 	// (SECCOMP_RET_USER_NOTIF) so the supervisor can count it; the
 	// supervisor answers EPERM (see Listener). It applies to Errno only:
 	// with Kill the kernel kills at once and nothing is reported, so a kill
-	// never depends on the supervisor being alive.
+	// never depends on the supervisor being alive. With Notify, the
+	// program installing a seccomp filter of its own is notified too
+	// (Call.Install): such a filter can answer a call before the
+	// notification, since the kernel ranks ERRNO, TRAP and KILL above
+	// USER_NOTIF among stacked filters.
 	Notify bool
 	// TraceMe allows ptrace(PTRACE_TRACEME) and nothing else of ptrace: the
 	// sandbox's init starts the program traced so that it stops before its
@@ -115,16 +119,17 @@ func (o Options) validate() error {
 // allowed is the allow-list: what sh/coreutils, Python, Node.js and Go
 // binaries need, after Docker's default profile, less everything that reaches
 // privileged kernel surface (see doc.go). Names absent from an ABI's table are
-// ignored for that ABI. Calls with argument rules are in rules, not here.
+// ignored for that ABI. Calls with argument rules are in rules and modeRules,
+// not here; calls answered ENOSYS in unsupported.
 var allowed = setOf(
 	// files and directories
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "preadv2", "pwritev", "pwritev2",
-	"open", "openat", "openat2", "creat", "close", "close_range", "lseek",
+	"close", "close_range", "lseek",
 	"stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs",
 	"access", "faccessat", "faccessat2", "readlink", "readlinkat", "getcwd", "chdir", "fchdir",
-	"getdents", "getdents64", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat",
+	"getdents", "getdents64", "rmdir",
 	"link", "linkat", "symlink", "symlinkat", "unlink", "unlinkat", "rename", "renameat", "renameat2",
-	"chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "umask",
+	"chown", "fchown", "lchown", "fchownat", "umask",
 	"truncate", "ftruncate", "fallocate", "fadvise64", "readahead", "fsync", "fdatasync",
 	"sync", "syncfs", "sync_file_range", "flock", "fcntl", "dup", "dup2", "dup3",
 	"utime", "utimes", "utimensat", "futimesat", "sendfile", "copy_file_range", "splice", "tee", "vmsplice",
@@ -133,7 +138,6 @@ var allowed = setOf(
 	"removexattr", "lremovexattr", "fremovexattr", "removexattrat", "file_getattr", "file_setattr",
 	"inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "fanotify_mark",
 	"pipe", "pipe2", "memfd_create", "memfd_secret", "cachestat",
-	"io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
 	// memory
 	"brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mincore", "msync", "remap_file_pages",
 	"mlock", "mlock2", "mlockall", "munlock", "munlockall", "membarrier", "mseal", "map_shadow_stack",
@@ -144,8 +148,8 @@ var allowed = setOf(
 	"getpid", "getppid", "gettid", "getpgid", "setpgid", "getpgrp", "getsid", "setsid",
 	"getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
 	"setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
-	"capget", "capset", "prctl", "arch_prctl", "set_tid_address", "set_thread_area", "get_thread_area",
-	"set_robust_list", "get_robust_list", "rseq", "seccomp",
+	"capget", "capset", "arch_prctl", "set_tid_address", "set_thread_area", "get_thread_area",
+	"set_robust_list", "get_robust_list", "rseq",
 	"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
 	"futex", "futex_waitv", "futex_wake", "futex_wait", "futex_requeue",
 	"kill", "tkill", "tgkill", "pidfd_open", "pidfd_send_signal", "process_mrelease",
@@ -171,6 +175,49 @@ var allowed = setOf(
 	"mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
 	// system information
 	"uname", "sysinfo", "getrandom", "getcpu",
+)
+
+// unsupported answer ENOSYS and are not violations: the program is told the
+// kernel lacks them, and runtimes fall back (libaio users to threads, libc to
+// openat).
+//   - The AIO calls: every context counts against the host-wide
+//     fs.aio-max-nr, which no user or namespace limit bounds, so one run
+//     could take all of it (RATIONALE.md, "Host-wide budgets").
+//   - openat2: its mode is in a struct the filter cannot read, so the
+//     set-id rule below could not see it.
+var unsupported = setOf(
+	"io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
+	"openat2",
+)
+
+// modeRule says where a call that creates a file or changes its mode takes
+// the mode, and (for the open family) the flags that make it create one;
+// flags is -1 when the call always uses its mode. A mode with S_ISUID or
+// S_ISGID is denied: files a run creates in a host directory belong to a
+// host user, who could later run a set-id program the sandbox planted
+// (RATIONALE.md, "No set-id files").
+type modeRule struct{ flags, mode int8 }
+
+var modeRules = map[string]modeRule{
+	"chmod": {-1, 1}, "fchmod": {-1, 1}, "fchmodat": {-1, 2}, "fchmodat2": {-1, 2},
+	"creat": {-1, 1}, "mkdir": {-1, 1}, "mkdirat": {-1, 2}, "mknod": {-1, 1}, "mknodat": {-1, 2},
+	"open": {1, 2}, "openat": {2, 3},
+}
+
+const (
+	// setIDBits are S_ISUID and S_ISGID. A mode is a umode_t (16 bits)
+	// in the kernel, so the low 32 bits of the argument hold all it sees.
+	setIDBits = 0o4000 | 0o2000
+	// createFlags are O_CREAT and __O_TMPFILE, the flags under which
+	// open and openat use their mode (the same values on amd64 and
+	// arm64).
+	createFlags = 0o100 | 0o20000000
+	// Installing a seccomp filter of the program's own:
+	// seccomp(SECCOMP_SET_MODE_FILTER, ...) and
+	// prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ...).
+	seccompSetModeFilter = 1
+	prSetSeccomp         = 22
+	seccompModeFilter    = 2
 )
 
 // Argument rules. Every compared argument is an int or unsigned int in the
@@ -207,6 +254,9 @@ const (
 	rulePersonality
 	ruleIoctl
 	ruleTraceMe
+	ruleMode          // modeRules
+	ruleSeccompFilter // seccomp(SECCOMP_SET_MODE_FILTER)
+	rulePrctlSeccomp  // prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)
 )
 
 // rules maps system calls to their argument rules. socketpair shares
@@ -218,6 +268,8 @@ var rules = map[string]ruleKind{
 	"socketpair":  ruleSocket,
 	"personality": rulePersonality,
 	"ioctl":       ruleIoctl,
+	"seccomp":     ruleSeccompFilter,
+	"prctl":       rulePrctlSeccomp,
 }
 
 // seccomp return values (linux/seccomp.h); kept here so the generator and
@@ -232,6 +284,15 @@ const (
 	errnoENOSYS       = 38
 	errnoEAFNOSUPPORT = 97
 )
+
+// install is the return value for the program installing a filter of its
+// own: reported to the supervisor when it listens, otherwise allowed.
+func (o Options) install() uint32 {
+	if o.Notify && o.OnViolation == Errno {
+		return retUserNotif
+	}
+	return retAllow
+}
 
 // violation is the return value for a denied known call.
 func (o Options) violation() uint32 {

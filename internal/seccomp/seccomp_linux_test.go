@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -39,6 +40,10 @@ func TestInstalledFilter(t *testing.T) {
 		"personality_query":  "ok",
 		"personality_rix":    "EPERM",
 		"unknown":            "ENOSYS",
+		"io_setup":           "ENOSYS",
+		"fchmod_suid":        "EPERM",
+		"fchmod_sgid_high":   "EPERM",
+		"fchmod_plain":       "ok",
 	}
 	for name, w := range want {
 		if got := res.Errnos[name]; got != w {
@@ -94,6 +99,10 @@ func TestRuntimesRunUnderFilter(t *testing.T) {
 
 // TestNotifyCountsViolations: a child calling keyctl three times is seen by
 // the supervisor as three keyctl violations, and each call failed EPERM.
+// Then the child installs a filter of its own answering keyctl EINVAL: the
+// supervisor sees the install (let through by the default verdict), and the
+// kernel's precedence hides the next keyctl from it — what
+// Call.Install exists to report.
 func TestNotifyCountsViolations(t *testing.T) {
 	testenv.Require(t, "seccomp")
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -126,9 +135,9 @@ func TestNotifyCountsViolations(t *testing.T) {
 		}
 		l = NewListener(fds[0])
 		close(got)
-		served <- l.Serve(ctx, func(nr int, name string) bool {
-			seen = append(seen, name)
-			return false
+		served <- l.Serve(ctx, func(c Call) Verdict {
+			seen = append(seen, fmt.Sprintf("%s:%v", c.Name, c.Install))
+			return DefaultVerdict(c)
 		})
 	}()
 	res, _, err := child(t, "notify", nil, theirs)
@@ -156,8 +165,11 @@ func TestNotifyCountsViolations(t *testing.T) {
 			t.Errorf("keyctl #%d: %q, want EPERM", i, e)
 		}
 	}
-	if !slices.Equal(seen, []string{"keyctl", "keyctl", "keyctl"}) {
-		t.Errorf("decide saw %v, want keyctl x3", seen)
+	if res.Errnos["install"] != "ok" || res.Errnos["keyctl_own"] != "EINVAL" {
+		t.Errorf("own filter: install %q, keyctl under it %q, want ok and EINVAL", res.Errnos["install"], res.Errnos["keyctl_own"])
+	}
+	if want := []string{"keyctl:false", "keyctl:false", "keyctl:false", "seccomp:true"}; !slices.Equal(seen, want) {
+		t.Errorf("decide saw %v, want %v", seen, want)
 	}
 	if v := l.Violations(); !slices.Equal(v, []Violation{{Syscall: "keyctl", Count: 3}}) {
 		t.Errorf("Violations() = %v, want keyctl x3", v)
@@ -204,7 +216,7 @@ func TestServeStopsOnContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- l.Serve(ctx, func(int, string) bool { return true }) // kill: leave it blocked
+		done <- l.Serve(ctx, func(Call) Verdict { return Hold }) // leave it blocked
 	}()
 	if err := <-done; !errors.Is(err, ErrKill) || !strings.Contains(err.Error(), "keyctl") {
 		t.Fatalf("Serve = %v, want ErrKill naming keyctl", err)

@@ -15,7 +15,7 @@ func SetNoNewPrivs() error { return ErrUnsupported }
 func Install(prog []bpf.RawInstruction, flags Flag) (int, error) { return -1, ErrUnsupported }
 
 // Serve returns ErrUnsupported outside Linux.
-func (l *Listener) Serve(ctx context.Context, decide func(nr int, name string) (kill bool)) error {
+func (l *Listener) Serve(ctx context.Context, decide func(Call) Verdict) error {
 	return ErrUnsupported
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -22,6 +23,7 @@ import (
 func TestHostBudgets(t *testing.T) {
 	t.Run("inotify_instances_not_charged_to_root", testInotifyNotChargedToRoot)
 	t.Run("pipe_buffers_per_run", testPipeBudgetPerRun)
+	t.Run("aio_contexts", testAIONotShared)
 }
 
 // Each run may hold 16 inotify instances (its namespace's limit). The
@@ -202,4 +204,95 @@ func testPipeBudgetPerRun(t *testing.T) {
 	if err := host.intact(c.mark); err != nil {
 		t.Error(err)
 	}
+}
+
+// AIO contexts have no per-user or per-namespace limit: every io_setup
+// counts against the host-wide fs.aio-max-nr. A run asking for 65536
+// events (the default maximum) used to take them all, and host root's own
+// io_setup then failed with EAGAIN. The run must get ENOSYS instead, and
+// while it is in flight the host's count must not have grown by its
+// request and root's io_setup must work.
+func testAIONotShared(t *testing.T) {
+	c := newCtx(t, true)
+	before, err := aioNr()
+	if err != nil {
+		t.Skipf("no AIO counters: %v", err)
+	}
+	script := "import ctypes,errno,platform,sys\n" +
+		"nr={'x86_64':206,'aarch64':0}[platform.machine()]\n" +
+		"libc=ctypes.CDLL(None,use_errno=True)\nctx=ctypes.c_ulong(0)\n" +
+		"r=libc.syscall(nr,65536,ctypes.byref(ctx))\n" +
+		"print('io_setup=%s' % ('ok' if r == 0 else errno.errorcode.get(ctypes.get_errno(),'?')), flush=True)\n" +
+		"sys.stdin.read()\n"
+	cfg := c.cfg
+	held := make(chan struct{}, 1)
+	cfg.Observers = []sandbox.Observer{{OnLog: func(e sandbox.LogEvent) {
+		if strings.HasPrefix(e.Line.Message, "io_setup=") {
+			held <- struct{}{}
+		}
+	}}}
+	runMu.Lock()
+	defer runMu.Unlock()
+	r, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	done := make(chan *sandbox.Result, 1)
+	go func() {
+		res, err := r.Run(context.Background(), sandbox.Command("python3", "-c", script, c.mark), pr, nil)
+		pr.Close()
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	select {
+	case <-held:
+	case res := <-done:
+		t.Fatalf("the run ended early: %s %+v\n%s\n%s", res.Status, res.Error, res.Stdout, res.Stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the run did not report its io_setup in 20s")
+	}
+	during, _ := aioNr()
+	// Host root's own context, while the run is still in flight.
+	var ctx uint64
+	_, _, hostErr := unix.Syscall(unix.SYS_IO_SETUP, 1, uintptr(unsafe.Pointer(&ctx)), 0)
+	if hostErr == 0 {
+		unix.Syscall(unix.SYS_IO_DESTROY, uintptr(ctx), 0, 0)
+	}
+	pw.Close()
+	res := <-done
+	after, _ := aioNr()
+	t.Logf("fs.aio-nr before %d, during %d, after %d; run: %s; host io_setup(1) errno %d", before, during, after,
+		strings.TrimSpace(string(res.Stdout)), int(hostErr))
+	if res.Status != sandbox.StatusOK {
+		t.Errorf("run: %s %+v\n%s", res.Status, res.Error, res.Stderr)
+	}
+	if v := parseKV(res.Stdout)["io_setup"]; v != "ENOSYS" {
+		t.Errorf("io_setup(65536) inside answered %s, want ENOSYS", v)
+	}
+	if during-before >= 65536 {
+		t.Errorf("HOST EFFECT: fs.aio-nr grew from %d to %d while the run was in flight", before, during)
+	}
+	if hostErr != 0 {
+		t.Errorf("HOST EFFECT: host root's io_setup(1) failed while the run was in flight: %v", hostErr)
+	}
+	if err := host.intact(c.mark); err != nil {
+		t.Error(err)
+	}
+}
+
+// aioNr reads the host's count of AIO events in use (fs.aio-nr).
+func aioNr() (int, error) {
+	b, err := os.ReadFile("/proc/sys/fs/aio-nr")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }

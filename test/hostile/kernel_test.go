@@ -72,6 +72,8 @@ var kernelProbes = []sysProbe{
 	{probe: "perf_event_open", viol: "perf_event_open", want: []string{eperm}, seccompOnly: true},
 	{probe: "userfaultfd", viol: "userfaultfd", want: []string{eperm}, seccompOnly: true},
 	{probe: "io_uring_setup", viol: "io_uring_setup", want: []string{eperm}, seccompOnly: true},
+	// AIO: ENOSYS, not a violation (see TestHostBudgets/aio_contexts).
+	{probe: "io_setup", want: []string{"ENOSYS"}, seccompOnly: true},
 	// Machine-wide state.
 	{probe: "open_by_handle_at", viol: "open_by_handle_at", want: []string{eperm}},
 	{probe: "kexec_load", viol: "kexec_load", want: []string{eperm}},

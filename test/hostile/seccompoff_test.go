@@ -15,7 +15,7 @@ import (
 // allCases is the whole battery, for the cases that run it again.
 func allCases() []hcase {
 	var cs []hcase
-	for _, f := range []func() []hcase{kernelCases, resourceCases, escapeCases, secretCases, symlinkCases, networkCases} {
+	for _, f := range []func() []hcase{kernelCases, resourceCases, escapeCases, secretCases, symlinkCases, networkCases, setIDCases} {
 		cs = append(cs, f()...)
 	}
 	return cs

@@ -42,6 +42,7 @@ var cmds = map[string]func(args []string){
 	"listen":   cmdListen,
 	"mknod":    cmdMknod,
 	"killinit": cmdKillInit,
+	"setid":    cmdSetID,
 }
 
 func main() {

@@ -79,6 +79,16 @@ var probes = map[string]func() error{
 		fd, _, e := unix.RawSyscall(unix.SYS_IO_URING_SETUP, 8, uintptr(unsafe.Pointer(&params[0])), 0)
 		return closeRaw(fd, e)
 	},
+	// AIO contexts count against the host-wide fs.aio-nr; the filter
+	// answers ENOSYS (libaio users fall back to threads).
+	"io_setup": func() error {
+		var ctx uint64
+		_, _, e := unix.RawSyscall(unix.SYS_IO_SETUP, 1, uintptr(unsafe.Pointer(&ctx)), 0)
+		if e == 0 {
+			unix.RawSyscall(unix.SYS_IO_DESTROY, uintptr(ctx), 0, 0)
+		}
+		return errno(e)
+	},
 	"open_by_handle_at": func() error {
 		var h [8 + 128]byte
 		_, _, e := unix.RawSyscall(unix.SYS_OPEN_BY_HANDLE_AT, uintptr(unix.Stdin), uintptr(unsafe.Pointer(&h[0])), 0)
