@@ -463,6 +463,16 @@ func (s *initState) startProgram(e *spec.Exec, fds []int) startResult {
 		}
 	}
 	fds = fds[:nstd]
+	// A cgroup namespace rooted where this thread now is: the program, born
+	// here, sees its cgroups as "/" rather than their host paths (which name
+	// the supervisor's pid and cgroup). The namespace made at clone is rooted
+	// at the supervisor's cgroups, which the thread has just left. On pure v2
+	// the program is moved in only after its exec, so there it still sees
+	// its path relative to the init's cgroup (RATIONALE.md, "What a run can
+	// see of its host").
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fail(stepErr("cgroupns", err))
+	}
 	if err := seccomp.SetNoNewPrivs(); err != nil {
 		return fail(stepErr("no_new_privs", err))
 	}

@@ -101,6 +101,14 @@ func procMounts(r *reaper, plan *mount.Plan) error {
 		return errors.New("the mount plan has no /proc")
 	}
 	add("proc", "/proc", "proc", "", locked)
+	// The reaper stays in the supervisor's cgroups (it is not the run's to
+	// account), and its cgroup file, read against the program's cgroup
+	// namespace, would show their host paths: masked.
+	var st unix.Stat_t
+	if unix.Lstat("/proc/self/cgroup", &st) == nil {
+		add("/dev/null", "/proc/1/cgroup", "", "", unix.MS_BIND)
+		add("/dev/null", "/proc/1/task/1/cgroup", "", "", unix.MS_BIND)
+	}
 	for _, m := range plan.Base {
 		if !strings.HasPrefix(m.Target, "/proc/") {
 			continue

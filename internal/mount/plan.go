@@ -142,12 +142,14 @@ var systemDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "
 // alternatives links Debian-like systems route /usr/bin/awk and friends through).
 var etcDirs = []string{"/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/alternatives"}
 
-// procMasked are the /proc entries hidden from the sandbox.
+// procMasked are the /proc entries hidden from the sandbox. cmdline is the
+// host's kernel command line: boot parameters, and on some hosts the
+// arguments of the host's own agent.
 var procMasked = []string{
 	"acpi", "asound", "interrupts", "kcore", "kallsyms", "keys", "key-users", "kmsg",
 	"latency_stats", "modules", "sched_debug", "scsi", "slabinfo", "sysrq-trigger",
 	"timer_list", "timer_stats", "vmallocinfo", "iomem", "zoneinfo", "config.gz",
-	"kpagecount", "kpageflags", "kpagecgroup",
+	"kpagecount", "kpageflags", "kpagecgroup", "cmdline",
 }
 
 // procReadOnly are the /proc directories made read-only.

@@ -419,12 +419,13 @@ func ok(o *outcome) error { return status(o, sandbox.StatusOK) }
 
 func all(errs ...error) error { return errors.Join(errs...) }
 
-// TestPooledPath runs the kernel-surface, secrets, escape and symlink cases
-// again from warm pool sandboxes: a sandbox prepared ahead of its command
-// must hold exactly as a cold one does.
+// TestPooledPath runs the kernel-surface, secrets, escape, symlink and
+// host-details cases again from warm pool sandboxes: a sandbox prepared
+// ahead of its command must hold exactly as a cold one does.
 func TestPooledPath(t *testing.T) {
 	t.Run("kernel", func(t *testing.T) { runCasesOn(t, kernelCases(), true) })
 	t.Run("secrets", func(t *testing.T) { runCasesOn(t, secretCases(), true) })
 	t.Run("escape", func(t *testing.T) { runCasesOn(t, escapeCases(), true) })
 	t.Run("symlink", func(t *testing.T) { runCasesOn(t, symlinkCases(), true) })
+	t.Run("hostdetails", func(t *testing.T) { runCasesOn(t, hostDetailCases(), true) })
 }

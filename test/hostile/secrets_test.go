@@ -62,7 +62,7 @@ func secretCases() []hcase {
 		}},
 		{name: "proc_masked_kcore_kallsyms", fn: func(c *cctx) error {
 			paths := []string{"/proc/kcore", "/proc/kallsyms", "/proc/kmsg", "/proc/keys", "/proc/sched_debug",
-				"/proc/timer_list", "/proc/kpageflags", "/proc/iomem", "/proc/modules", "/proc/vmallocinfo"}
+				"/proc/timer_list", "/proc/kpageflags", "/proc/iomem", "/proc/modules", "/proc/vmallocinfo", "/proc/cmdline"}
 			o := c.run(append([]string{"probe", "read"}, paths...)...)
 			errs := []error{ok(o)}
 			for i, p := range paths {
