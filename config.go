@@ -380,7 +380,7 @@ func (c *Config) validate() error {
 	switch fs.IDMap {
 	case "", IDMapOwner, IDMapNone:
 	default:
-		return &ConfigError{"permissions.filesystem.idmap", string(fs.IDMap), `want "owner" (the default) or "none"`}
+		return &ConfigError{Field: "permissions.filesystem.idmap", Value: string(fs.IDMap), Want: `want "owner" (the default) or "none"`}
 	}
 	for _, list := range []struct {
 		name   string

@@ -12,7 +12,7 @@ import (
 	"github.com/kb-labs/sandbox/internal/spec"
 )
 
-// Host paths (RATIONALE.md, "Host paths are id-mapped"). As root, by
+// Host paths (RATIONALE.md, "Host paths are id-mapped and checked on the host side"). As root, by
 // default, the supervisor opens every per-run host source itself and mounts
 // it id-mapped, so that the source's host owner and group are the sandbox
 // user: parents' permissions do not matter, the tree is as readable and
@@ -83,7 +83,7 @@ func checkInProcessPaths(cfg *Config, o mount.Options) (own bool, err error) {
 	}
 	o.IDMap = idmapped(cfg)
 	if _, err := mount.NewPlan(o); err != nil {
-		return false, planError(err)
+		return false, planError(err, cfg.Permissions.Filesystem)
 	}
 	if !o.IDMap {
 		return true, checkSources(o)

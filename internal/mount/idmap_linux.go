@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Id-mapped trees (RATIONALE.md, "Host paths are id-mapped"). Making a
+// Id-mapped trees (RATIONALE.md, "Host paths are id-mapped and checked on the host side"). Making a
 // mount id-mapped needs CAP_SYS_ADMIN in the user namespace that owns the
 // source's filesystem — the initial one for a disk — so the supervisor, as
 // host root, clones each host source itself and hands the detached clone to
