@@ -84,7 +84,24 @@ type Filesystem struct {
 	// AllowSockets permits user mounts whose tree holds unix sockets (a
 	// read-only bind does not stop connect()).
 	AllowSockets bool `json:"allowSockets,omitempty" yaml:"allowSockets"`
+	// IDMap says how a root supervisor mounts host directories (workdir,
+	// outdir, readOnly, readWrite, the plugin root). IDMapOwner, the
+	// default: the supervisor opens each itself and mounts it id-mapped so
+	// that its host owner is the sandbox user; no permission on its parents
+	// is needed, and files the program creates belong to the owner.
+	// IDMapNone: plain binds opened by the sandbox's own ids, so a tree
+	// must be reachable, readable (and writable) by others. Rootless runs
+	// always map the caller's own id and ignore it.
+	IDMap IDMap `json:"idmap,omitempty" yaml:"idmap"`
 }
+
+// IDMap is how host directories are mapped (Filesystem.IDMap).
+type IDMap string
+
+const (
+	IDMapOwner IDMap = "owner" // the directory's owner is the sandbox user (default; "" too)
+	IDMapNone  IDMap = "none"  // plain binds: only the "other" permission bits count
+)
 
 // Mount binds a host path into the sandbox; Target defaults to Source.
 type Mount struct {
@@ -359,6 +376,11 @@ func (c *Config) validate() error {
 		if d.val != "" && !path.IsAbs(d.val) {
 			return &ConfigError{Field: "permissions.filesystem." + d.name, Value: d.val, Want: "want an absolute host path (the CLI makes relative paths absolute)"}
 		}
+	}
+	switch fs.IDMap {
+	case "", IDMapOwner, IDMapNone:
+	default:
+		return &ConfigError{Field: "permissions.filesystem.idmap", Value: string(fs.IDMap), Want: `want "owner" (the default) or "none"`}
 	}
 	for _, list := range []struct {
 		name   string

@@ -233,6 +233,13 @@ func (r *subRun) start() (pipes, error) {
 		}
 		theirs = append(theirs, content)
 	}
+	// The host trees, made for this sandbox's own host user (hostpath_linux.go).
+	trees, err := openTrees(plan, r.box.HostUser)
+	if err != nil {
+		return fail(err)
+	}
+	theirs = append(theirs, trees...)
+	execSpec.Trees = len(trees)
 	started, err := r.box.Exec(execSpec, theirs, true)
 	closeFiles(theirs)
 	theirs = nil
@@ -321,7 +328,7 @@ func (r *subRun) plan() (*mount.Plan, error) {
 	if err != nil {
 		return nil, planError(err, r.s.cfg.Permissions.Filesystem)
 	}
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && !o.IDMap { // id-mapped trees are opened by start
 		if err := checkSources(o); err != nil {
 			return nil, err
 		}

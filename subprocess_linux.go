@@ -139,7 +139,7 @@ func newSubprocess(cfg *Config, asked Execution) (strategy, error) {
 		return nil, planError(err, cfg.Permissions.Filesystem)
 	}
 	if os.Geteuid() == 0 {
-		if err := checkSources(s.planOpts); err != nil {
+		if err := checkHostPaths(s.plan, s.planOpts); err != nil {
 			return nil, &ConfigError{Field: "permissions.filesystem", Want: err.Error()}
 		}
 	}
@@ -208,6 +208,7 @@ func planOptions(cfg *Config) mount.Options {
 		Workdir:       fs.Workdir,
 		Outdir:        fs.Outdir,
 		AllowSockets:  fs.AllowSockets,
+		IDMap:         idmapped(cfg),
 	}
 	for _, m := range fs.ReadOnly {
 		o.ReadOnly = append(o.ReadOnly, mount.Bind{Source: m.Source, Target: orDefault(m.Target, m.Source)})

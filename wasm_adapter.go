@@ -49,27 +49,11 @@ func (s *inProcess) runWASM(ctx context.Context, rs *runState) {
 		return
 	}
 	exec := s.cfg.Execution
-	fs := s.cfg.Permissions.Filesystem
-	var mounts []wasm.Mount
-	for _, m := range fs.ReadOnly {
-		mounts = append(mounts, wasm.Mount{HostPath: m.Source, GuestPath: orDefault(m.Target, m.Source), ReadOnly: true})
-	}
-	for _, m := range fs.ReadWrite {
-		mounts = append(mounts, wasm.Mount{HostPath: m.Source, GuestPath: orDefault(m.Target, m.Source)})
-	}
-	workdir := fs.Workdir
-	if rs.ec.Workdir != "" {
-		workdir = rs.ec.Workdir
-	}
-	if workdir != "" {
-		mounts = append(mounts, wasm.Mount{HostPath: workdir, GuestPath: mount.Workspace})
-	}
-	outdir := fs.Outdir
-	if rs.ec.Outdir != "" {
-		outdir = rs.ec.Outdir
-	}
-	if outdir != "" {
-		mounts = append(mounts, wasm.Mount{HostPath: outdir, GuestPath: mount.Out})
+	mounts, err := wasmMounts(s.cfg, rs.ec)
+	if err != nil {
+		setup.End()
+		rs.setupError(CodeSetupFailed, err.Error())
+		return
 	}
 	stdout := newCapture(rs, "stdout", "info", exec.MaxOutput)
 	stderr := newCapture(rs, "stderr", "error", exec.MaxOutput)
@@ -146,6 +130,46 @@ func (s *inProcess) runWASM(ctx context.Context, rs *runState) {
 		rs.result.ExitCode = -1
 		rs.outcome(StatusSignaled, CodeWASMTrap, "the module was stopped")
 	}
+}
+
+// wasmMounts are the host directories of a WASM run, checked by the rules
+// of subprocess runs (checkInProcessPaths): the module runs with the
+// caller's own access, which as root would reach any directory and read any
+// file there, so as root it gets exactly what the sandbox user would, and
+// what it creates belongs to the directory's owner, as under an id-mapped
+// mount.
+func wasmMounts(cfg *Config, ec ExecutionContext) ([]wasm.Mount, error) {
+	fs := cfg.Permissions.Filesystem
+	o := mount.Options{Workdir: fs.Workdir, Outdir: fs.Outdir, AllowSockets: fs.AllowSockets}
+	if ec.Workdir != "" {
+		o.Workdir = ec.Workdir
+	}
+	if ec.Outdir != "" {
+		o.Outdir = ec.Outdir
+	}
+	var mounts []wasm.Mount
+	for _, m := range fs.ReadOnly {
+		o.ReadOnly = append(o.ReadOnly, mount.Bind{Source: m.Source, Target: orDefault(m.Target, m.Source)})
+		mounts = append(mounts, wasm.Mount{HostPath: m.Source, GuestPath: orDefault(m.Target, m.Source), ReadOnly: true})
+	}
+	for _, m := range fs.ReadWrite {
+		o.ReadWrite = append(o.ReadWrite, mount.Bind{Source: m.Source, Target: orDefault(m.Target, m.Source)})
+		mounts = append(mounts, wasm.Mount{HostPath: m.Source, GuestPath: orDefault(m.Target, m.Source)})
+	}
+	if o.Workdir != "" {
+		mounts = append(mounts, wasm.Mount{HostPath: o.Workdir, GuestPath: mount.Workspace})
+	}
+	if o.Outdir != "" {
+		mounts = append(mounts, wasm.Mount{HostPath: o.Outdir, GuestPath: mount.Out})
+	}
+	own, err := checkInProcessPaths(cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	for i := range mounts {
+		mounts[i].OwnCreated = own
+	}
+	return mounts, nil
 }
 
 func stdinReader(input any) io.Reader {

@@ -56,7 +56,17 @@ func mountConfig(mounts []Mount) (cfg wazero.FSConfig, closeAll func(), err erro
 			return nil, nil, fmt.Errorf("%w: mount %s: %v", ErrInvalidSpec, m.HostPath, err)
 		}
 		roots = append(roots, root)
-		out = fsc.WithSysFSMount(&rootFS{root: root, readOnly: m.ReadOnly}, m.GuestPath)
+		rfs := &rootFS{root: root, readOnly: m.ReadOnly, uid: -1, gid: -1}
+		if m.OwnCreated {
+			// The directory as opened: its owner, not the path's later one.
+			st, err := root.Stat(".")
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("%w: mount %s: %v", ErrInvalidSpec, m.HostPath, err)
+			}
+			rfs.uid, rfs.gid = ownerOf(st)
+		}
+		out = fsc.WithSysFSMount(rfs, m.GuestPath)
 		fsc = out.(sysfs.FSConfig)
 	}
 	return out, closeAll, nil
@@ -68,6 +78,18 @@ type rootFS struct {
 	experimentalsys.UnimplementedFS
 	root     *os.Root
 	readOnly bool
+	// uid and gid own what the guest creates (Mount.OwnCreated); -1 leaves
+	// the caller's own ids.
+	uid, gid int
+}
+
+// own gives a new entry the mount's owner. A failure undoes nothing: the
+// entry stays, owned by the caller, and the guest learns of it.
+func (r *rootFS) own(name string) experimentalsys.Errno {
+	if r.uid < 0 {
+		return 0
+	}
+	return errno(r.root.Lchown(name, r.uid, r.gid))
 }
 
 func rel(p string) string {
@@ -91,9 +113,15 @@ func (r *rootFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode
 			return nil, experimentalsys.ELOOP
 		}
 	}
-	f, err := r.root.OpenFile(name, osFlags(flag), perm)
+	f, created, err := r.open(name, osFlags(flag), perm)
 	if err != nil {
 		return nil, errno(err)
+	}
+	if created && r.uid >= 0 {
+		if err := f.Chown(r.uid, r.gid); err != nil {
+			_ = f.Close()
+			return nil, errno(err)
+		}
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -105,6 +133,38 @@ func (r *rootFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode
 		return nil, experimentalsys.ENOTDIR
 	}
 	return newRootFile(r.root, f, name, flag)
+}
+
+// open opens name and reports whether it created the file. Knowing that
+// takes an exclusive create first when the mount owns what it creates; a
+// file that appears or goes in between is retried. Creating through a
+// dangling symlink then fails as it would with O_EXCL (EEXIST).
+func (r *rootFS) open(name string, flags int, perm fs.FileMode) (*os.File, bool, error) {
+	if r.uid < 0 || flags&os.O_CREATE == 0 {
+		f, err := r.root.OpenFile(name, flags, perm)
+		return f, false, err
+	}
+	if flags&os.O_EXCL != 0 {
+		f, err := r.root.OpenFile(name, flags, perm)
+		return f, err == nil, err
+	}
+	for range 8 {
+		f, err := r.root.OpenFile(name, flags|os.O_EXCL, perm)
+		if err == nil {
+			return f, true, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, false, err
+		}
+		f, err = r.root.OpenFile(name, flags&^os.O_CREATE, perm)
+		if !errors.Is(err, fs.ErrNotExist) {
+			return f, false, err
+		}
+		if st, lerr := r.root.Lstat(name); lerr == nil && st.Mode()&fs.ModeSymlink != 0 {
+			return nil, false, err // a dangling link: never created through
+		}
+	}
+	return nil, false, syscall.EAGAIN
 }
 
 func osFlags(flag experimentalsys.Oflag) int {
@@ -159,7 +219,10 @@ func (r *rootFS) Mkdir(p string, perm fs.FileMode) experimentalsys.Errno {
 	if r.readOnly {
 		return experimentalsys.EROFS
 	}
-	return errno(r.root.Mkdir(rel(p), perm))
+	if err := r.root.Mkdir(rel(p), perm); err != nil {
+		return errno(err)
+	}
+	return r.own(rel(p))
 }
 
 func (r *rootFS) Chmod(p string, perm fs.FileMode) experimentalsys.Errno {
@@ -219,7 +282,10 @@ func (r *rootFS) Symlink(target, link string) experimentalsys.Errno {
 	if target == "" || path.IsAbs(target) || slices.Contains(strings.Split(target, "/"), "..") {
 		return experimentalsys.EPERM
 	}
-	return errno(r.root.Symlink(target, rel(link)))
+	if err := r.root.Symlink(target, rel(link)); err != nil {
+		return errno(err)
+	}
+	return r.own(rel(link))
 }
 
 func (r *rootFS) Utimens(p string, atim, mtim int64) experimentalsys.Errno {

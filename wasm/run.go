@@ -32,6 +32,11 @@ type Mount struct {
 	HostPath  string // an absolute path to a directory
 	GuestPath string // an absolute guest path; "/" is allowed
 	ReadOnly  bool   // every write, create, rename, remove or chmod fails (EROFS)
+	// OwnCreated gives what the guest creates (files, directories, links)
+	// the owner and group of HostPath itself, as a process running as that
+	// owner would create them: for a caller running as root, whose own ids
+	// would otherwise own them. It needs the privilege to chown.
+	OwnCreated bool
 }
 
 // Spec is one run of a module. Nothing of the host reaches the guest except

@@ -30,6 +30,7 @@ type runFlags struct {
 	tmpfs      []sandbox.TmpfsMount
 	workdir    string
 	outdir     string
+	idmap      string
 	network    string
 	hostname   string
 	input      string
@@ -128,6 +129,14 @@ func parseRunFlags(env *Env, args []string) (*runFlags, []string, error) {
 	p.add("workdir", "host directory mounted read-write at /workspace (default: a fresh tmpfs)", dirFlag(&f.workdir))
 	p.add("outdir", "host directory mounted read-write at /out", dirFlag(&f.outdir))
 	p.add("plugin-root", "plugin directory, read-only at /plugin (file handlers)", dirFlag(&f.pluginRoot))
+	p.add("idmap", "owner or none: as root, host directories are id-mapped so their owner is the sandbox user (owner, the default), or plain binds that need \"other\" permissions (none)", func(s string) error {
+		switch s {
+		case "owner", "none":
+			f.idmap = s
+			return nil
+		}
+		return errors.New(`want "owner" or "none"`)
+	})
 	p.add("net", "none, loopback or host (default none)", func(s string) error {
 		switch s {
 		case "none", "loopback", "host":
@@ -235,6 +244,9 @@ func (f *runFlags) config() (sandbox.Config, error) {
 	}
 	if f.outdir != "" {
 		fs.Outdir = f.outdir
+	}
+	if f.idmap != "" {
+		fs.IDMap = sandbox.IDMap(f.idmap)
 	}
 	if f.network != "" {
 		perm.Network = sandbox.Network(f.network)

@@ -28,9 +28,11 @@ import (
 // sources under that fd, mounts them, detaches the old root, removes
 // /.oldroot and, last of all, makes the root read-only. Holding the old root
 // between the phases is safe because no sandboxed code runs before Finish
-// returns. Cloning host mounts on the parent side and passing the fds was
-// rejected: a tree cloned in the host's namespace and moved into the
-// child's would not carry the locked flags a user namespace relies on.
+// returns. Tree mounts are the exception to opening sources here: an
+// id-mapped mount can only be made by host root, so the supervisor clones
+// those and passes the detached trees (idmap_linux.go); everything else is
+// cloned here, inside the user namespace, where the kernel locks the flags
+// of what the namespace inherited.
 
 const (
 	oldRoot = "/.oldroot"
@@ -60,7 +62,7 @@ func Apply(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	return r.Finish(p)
+	return r.Finish(p, nil)
 }
 
 // Prepare is phase 1: it makes every mount private, builds p.Base on a new
@@ -122,10 +124,12 @@ func (r *Root) prepare(p *Plan) error {
 // Finish is phase 2: it clones p.Run's host sources, detaches the old root,
 // mounts p.Run and makes the root read-only, in that order (read-only last,
 // so the mount points above can still be created; targets only once the
-// host is out of reach). p must have been built for the same base as the
-// plan given to Prepare (same BaseID). Finish releases r's fds whatever the
+// host is out of reach). trees are the detached mounts of p.Run's Tree
+// mounts, in order (Plan.OpenTrees, on the supervisor's side); Finish does
+// not close them. p must have been built for the same base as the plan
+// given to Prepare (same BaseID). Finish releases r's fds whatever the
 // outcome; it may be called once.
-func (r *Root) Finish(p *Plan) error {
+func (r *Root) Finish(p *Plan, trees []int) error {
 	defer r.Close()
 	if r.done {
 		return step("finish", errors.New("root already finished"))
@@ -151,14 +155,31 @@ func (r *Root) Finish(p *Plan) error {
 			}
 		}
 	}()
+	mounts := make([]int, len(p.Run)) // what each bind moves into place
+	next := 0
 	for i := range p.Run {
-		if m := &p.Run[i]; m.Kind == KindBind {
+		m := &p.Run[i]
+		switch {
+		case m.Kind != KindBind:
+		case m.Tree:
+			if next == len(trees) {
+				return step("bind "+m.Target, fmt.Errorf("%d trees for more Tree mounts", len(trees)))
+			}
+			if err := checkTree(trees[next], m); err != nil {
+				return step("bind "+m.Target, err)
+			}
+			mounts[i] = trees[next]
+			next++
+		default:
 			fd, err := r.cloneSource(m)
 			if err != nil {
 				return step(string(m.Kind)+" "+m.Target, err)
 			}
-			clones[i] = fd
+			clones[i], mounts[i] = fd, fd
 		}
+	}
+	if next != len(trees) {
+		return step("plan", fmt.Errorf("%d trees for %d Tree mounts", len(trees), next))
 	}
 	unix.Close(r.host)
 	r.host = -1
@@ -172,7 +193,7 @@ func (r *Root) Finish(p *Plan) error {
 		m := &p.Run[i]
 		var err error
 		if m.Kind == KindBind {
-			err = r.moveTo(clones[i], m.Target, m.Dir)
+			err = r.moveTo(mounts[i], m.Target, m.Dir)
 		} else {
 			err = r.apply(m)
 		}
@@ -473,13 +494,18 @@ func (r *Root) target(path string, dir bool) (int, error) {
 		return -1, err
 	}
 	defer unix.Close(parent)
-	if dir {
-		err = unix.Mkdirat(parent, name, 0o755)
-	} else {
-		var f int
-		if f, err = unix.Openat(parent, name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444); err == nil {
+	create := func() error {
+		if dir {
+			return unix.Mkdirat(parent, name, 0o755)
+		}
+		f, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
+		if err == nil {
 			unix.Close(f)
 		}
+		return err
+	}
+	if err = create(); errors.Is(err, unix.EOVERFLOW) {
+		err = withSandboxFSIDs(create) // in an id-mapped tree (idmap_linux.go)
 	}
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return -1, pathErr("create", path, err)
@@ -540,61 +566,4 @@ func step(name string, err error) error {
 		return err
 	}
 	return &StepError{Step: name, Err: err}
-}
-
-// VerifyCwd changes the working directory to dir, resolved inside the
-// current root, and checks that the kernel agrees it is inside: getcwd must
-// return a reachable path naming the same inode. Call it after Apply.
-func VerifyCwd(dir string) error {
-	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return step("cwd", err)
-	}
-	defer unix.Close(root)
-	fd, err := openat2(root, dir, unix.O_PATH|unix.O_DIRECTORY, inRoot)
-	if err != nil {
-		return step("cwd", pathErr("open", dir, err))
-	}
-	defer unix.Close(fd)
-	if err := unix.Fchdir(fd); err != nil {
-		return step("cwd", pathErr("chdir", dir, err))
-	}
-	wd, err := unix.Getwd() // ENOENT when the kernel says "(unreachable)"
-	if err != nil {
-		return step("cwd", pathErr("getcwd", dir, err))
-	}
-	again, err := openat2(root, wd, unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_SYMLINKS)
-	if err != nil {
-		return step("cwd", pathErr("open", wd, err))
-	}
-	defer unix.Close(again)
-	var a, b unix.Stat_t
-	if err := unix.Fstat(fd, &a); err != nil {
-		return step("cwd", err)
-	}
-	if err := unix.Fstat(again, &b); err != nil {
-		return step("cwd", err)
-	}
-	if a.Dev != b.Dev || a.Ino != b.Ino {
-		return step("cwd", fmt.Errorf("working directory %s is not %s inside the root", wd, dir))
-	}
-	return nil
-}
-
-// Check reports whether the running kernel has the syscalls Apply uses
-// (openat2, open_tree, move_mount, mount_setattr), for preflight.
-func Check() error {
-	fd, err := openat2(unix.AT_FDCWD, "/", unix.O_PATH, unix.RESOLVE_NO_MAGICLINKS)
-	if err != nil {
-		return fmt.Errorf("%w: openat2 (Linux 5.6): %v", ErrUnsupported, err)
-	}
-	defer unix.Close(fd)
-	// Invalid calls: ENOSYS means missing, anything else means present.
-	if err := unix.MountSetattr(-1, "", unix.AT_EMPTY_PATH, &unix.MountAttr{}); err == unix.ENOSYS {
-		return fmt.Errorf("%w: mount_setattr (Linux 5.12) missing", ErrUnsupported)
-	}
-	if _, err := unix.OpenTree(-1, "", unix.AT_EMPTY_PATH); err == unix.ENOSYS {
-		return fmt.Errorf("%w: open_tree (Linux 5.2) missing", ErrUnsupported)
-	}
-	return nil
 }

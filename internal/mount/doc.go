@@ -25,6 +25,11 @@
 //     allowed (read-only does not stop connect());
 //   - host ownership: writable tmpfs mounts belong to the sandbox user
 //     inside, an unprivileged id outside; nothing is chmod'ed on the host.
+//     With Options.IDMap the per-run host sources are Tree mounts: cloned
+//     and id-mapped by the supervisor (Plan.OpenTrees, as host root) so that
+//     each source's owner is the sandbox user and nothing else of the host
+//     is mapped, then moved in by the init; NewPlan names what the sandbox
+//     user could not read there.
 //
 // It does not: set up the namespaces, drop privileges, or enforce disk
 // quotas beyond tmpfs size and inode limits (a writable host bind is bounded

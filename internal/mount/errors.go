@@ -18,6 +18,12 @@ var (
 	// ErrScanLimit: a source tree has more entries than the socket scan
 	// inspects; fail closed rather than mount an unchecked tree.
 	ErrScanLimit = errors.New("mount source too large to check for unix sockets")
+	// ErrUnreadable: an id-mapped source holds entries the sandbox user
+	// could not read (UnreadableError names them).
+	ErrUnreadable = errors.New("mount source holds entries the sandbox user cannot read")
+	// ErrNoIDMap: a source is on a filesystem that cannot be id-mapped
+	// (IDMapError names it).
+	ErrNoIDMap = errors.New("filesystem cannot be id-mapped")
 	// ErrUnsupported: the platform or kernel cannot apply a plan.
 	ErrUnsupported = errors.New("mount: unsupported on this platform")
 )
@@ -61,3 +67,19 @@ type HostDirError struct {
 func (e *HostDirError) Error() string {
 	return fmt.Sprintf("host directory %s: %s (fix: %s)", e.Path, e.Problem, e.Fix)
 }
+
+// IDMapError reports a source whose filesystem (or a filesystem mounted
+// inside it) refuses an id-mapped mount.
+type IDMapError struct {
+	Path string
+	// FS describes the filesystems: "nfs4 at /srv/data", with the
+	// submounts under Path when there are any.
+	FS  string
+	Err error
+}
+
+func (e *IDMapError) Error() string {
+	return fmt.Sprintf("%s is on a filesystem that cannot be id-mapped (%s): %v", e.Path, e.FS, e.Err)
+}
+
+func (e *IDMapError) Unwrap() []error { return []error{ErrNoIDMap, e.Err} }

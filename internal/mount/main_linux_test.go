@@ -48,6 +48,9 @@ type request struct {
 	Checks     []string // run as uid 1000 (the test binary, bound at exeTarget)
 	Shell      string   // run as uid 1000 with /bin/sh -c
 	Arg        string   // passed to the checks (a host path, a name)
+	Trees      int      // detached trees on fds 4.. for the Tree mounts (Plan.OpenTrees)
+
+	trees []*os.File
 }
 
 type reply struct {
@@ -114,7 +117,7 @@ func runChild(t *testing.T, req request) *reply {
 	b, _ := json.Marshal(req)
 	go func() { w.Write(b); w.Close() }()
 	cmd := exec.Command(testBinary(t), childMarker)
-	cmd.ExtraFiles = []*os.File{r}
+	cmd.ExtraFiles = append([]*os.File{r}, req.trees...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
@@ -174,7 +177,11 @@ func childMain() int {
 	if req.FinishPlan == nil {
 		req.FinishPlan = req.Plan
 	}
-	err = root.Finish(req.FinishPlan)
+	var trees []int
+	for i := range req.Trees {
+		trees = append(trees, 4+i)
+	}
+	err = root.Finish(req.FinishPlan, trees)
 	rep.Phase2 = time.Since(start)
 	if err != nil {
 		rep.Err = err.Error()

@@ -30,6 +30,7 @@ const (
 	DefaultShmSize       = 64 << 20
 	DefaultTmpfsSize     = 64 << 20 // user --tmpfs without a size
 	DefaultScanLimit     = 100_000
+	DefaultPermScanLimit = 10_000
 
 	rootSize   = 4 << 20 // the root holds directories, /etc files and symlinks only
 	rootInodes = 4096
@@ -90,6 +91,18 @@ type Options struct {
 	// ScanLimit bounds the entries walked per source looking for sockets;
 	// default DefaultScanLimit. A larger tree is refused (ErrScanLimit).
 	ScanLimit int
+
+	// IDMap marks every per-run bind a Tree: the supervisor opens its
+	// source itself and id-maps it so that the source's host owner and
+	// group are the sandbox user (Plan.OpenTrees); the init only moves it
+	// into place. NewPlan then also checks, for each source, what the
+	// sandbox user could not read there (ErrUnreadable).
+	IDMap bool
+	// PermScanLimit bounds the entries whose permissions are checked per
+	// source when IDMap is set; default DefaultPermScanLimit. Entries
+	// beyond it are not checked: the kernel decides there, as for any
+	// file changed after NewPlan.
+	PermScanLimit int
 }
 
 // Kind is what one Mount step does.
@@ -123,6 +136,9 @@ type Mount struct {
 	GID      int    `json:"gid,omitempty"`
 	Link     string `json:"link,omitempty"`
 	Data     []byte `json:"data,omitempty"`
+	// Tree (KindBind): Source arrives as a detached, id-mapped mount made
+	// by the supervisor (Plan.OpenTrees), not opened by the init.
+	Tree bool `json:"tree,omitempty"`
 }
 
 // Plan is the serialisable description of a sandbox filesystem. Base is
@@ -167,6 +183,9 @@ func NewPlan(opts Options) (*Plan, error) {
 	}
 	if o.ScanLimit <= 0 {
 		o.ScanLimit = DefaultScanLimit
+	}
+	if o.PermScanLimit <= 0 {
+		o.PermScanLimit = DefaultPermScanLimit
 	}
 	switch o.Network {
 	case "", NetworkNone, NetworkLoopback, NetworkHost:
@@ -356,13 +375,20 @@ func run(o Options) ([]Mount, error) {
 		seen[t] = opt
 		return nil
 	}
-	host := func(opt, src string, wantDir, scan bool) (string, bool, error) {
+	host := func(opt, src string, wantDir, scan, writable bool) (string, bool, error) {
 		real, dir, err := checkSource(src, wantDir, o.AllowSockets)
 		if err != nil {
 			return "", false, &OptionError{opt, src, err}
 		}
-		if scan && !o.AllowSockets {
-			if err := scanSockets(real, o.ScanLimit); err != nil {
+		sc := scanOpts{limit: o.ScanLimit, sockets: scan && !o.AllowSockets}
+		if o.IDMap {
+			if sc.owner, err = treeOwner(real, writable); err != nil {
+				return "", false, &OptionError{opt, src, err}
+			}
+			sc.permLimit = o.PermScanLimit
+		}
+		if sc.sockets || sc.owner != nil {
+			if err := scanTree(real, sc); err != nil {
 				return "", false, &OptionError{opt, src, err}
 			}
 		}
@@ -371,25 +397,25 @@ func run(o Options) ([]Mount, error) {
 
 	if o.Workdir != "" {
 		seen[Workspace] = "Workdir"
-		real, _, err := host("Workdir", o.Workdir, true, true)
+		real, _, err := host("Workdir", o.Workdir, true, true, true)
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, Mount{Kind: KindBind, Source: real, Target: Workspace, Dir: true})
+		ms = append(ms, Mount{Kind: KindBind, Source: real, Target: Workspace, Dir: true, Tree: o.IDMap})
 		// A checkout's history stays read-only: a run must not rewrite hooks
 		// or config that the host's git would later execute.
 		git := filepath.Join(real, ".git")
 		if fi, err := os.Lstat(git); err == nil && (fi.IsDir() || fi.Mode().IsRegular()) {
-			ms = append(ms, Mount{Kind: KindBind, Source: git, Target: Workspace + "/.git", Dir: fi.IsDir(), ReadOnly: true})
+			ms = append(ms, Mount{Kind: KindBind, Source: git, Target: Workspace + "/.git", Dir: fi.IsDir(), ReadOnly: true, Tree: o.IDMap})
 		}
 	}
 	if o.Outdir != "" {
 		seen[Out] = "Outdir"
-		real, _, err := host("Outdir", o.Outdir, true, true)
+		real, _, err := host("Outdir", o.Outdir, true, true, true)
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, Mount{Kind: KindBind, Source: real, Target: Out, Dir: true})
+		ms = append(ms, Mount{Kind: KindBind, Source: real, Target: Out, Dir: true, Tree: o.IDMap})
 	}
 	binds := []struct {
 		name string
@@ -403,11 +429,11 @@ func run(o Options) ([]Mount, error) {
 			if err := target(opt+".Target", b.Target); err != nil {
 				return nil, err
 			}
-			real, dir, err := host(opt+".Source", b.Source, false, set.scan)
+			real, dir, err := host(opt+".Source", b.Source, false, set.scan, !set.ro)
 			if err != nil {
 				return nil, err
 			}
-			ms = append(ms, Mount{Kind: KindBind, Source: real, Target: b.Target, Dir: dir, ReadOnly: set.ro})
+			ms = append(ms, Mount{Kind: KindBind, Source: real, Target: b.Target, Dir: dir, ReadOnly: set.ro, Tree: o.IDMap})
 		}
 	}
 	for i, t := range o.Tmpfs {

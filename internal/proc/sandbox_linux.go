@@ -57,6 +57,9 @@ type Sandbox struct {
 	// Pid is the init's host pid; ProgramPid the program's, once started.
 	Pid        int
 	ProgramPid int
+	// HostUser is the host uid and gid the sandbox user maps to (root
+	// only; 0 rootless): id-mapped host trees are made for it.
+	HostUser int
 }
 
 // SetupError is a failure to build the sandbox; Step names the set-up step.
@@ -99,7 +102,7 @@ func Start(prep spec.Prepare, opts Options) (*Sandbox, error) {
 	if !opts.HostNetwork {
 		flags |= unix.CLONE_NEWNET
 	}
-	s := &Sandbox{conn: conn, pidfd: -1, stderr: &boundedBuffer{max: 8 << 10}, waitDone: make(chan struct{})}
+	s := &Sandbox{conn: conn, pidfd: -1, stderr: &boundedBuffer{max: 8 << 10}, waitDone: make(chan struct{}), HostUser: opts.HostUser}
 	pidfd := -1
 	s.cmd = initCmd(bin, child, s.stderr, flags, &pidfd)
 	if opts.CgroupFD >= 0 {

@@ -64,8 +64,9 @@ func (c *Conn) Send(m Message, fds ...int) error {
 // Recv reads one message and the descriptors that came with it (the caller
 // owns them). At most maxFDs descriptors are kept; extra ones are closed.
 // MaxFDs is the most descriptors one message carries: stdio, the protocol
-// socket, a tasks file per cgroup v1 hierarchy and the release gate fit.
-const MaxFDs = 16
+// socket, a tasks file per cgroup v1 hierarchy, the files' content, the
+// host mount trees and the release gate fit.
+const MaxFDs = 16 + MaxTrees
 
 func (c *Conn) Recv(maxFDs int) (Message, []int, error) {
 	buf := recvBuf.Get().(*[]byte)

@@ -15,8 +15,9 @@
 //	Prepare ──────────────────────────────► mount root (phase 1), hostname, lo; the forking
 //	                                          thread and the reaper
 //	        ◄────────────────────────────── Reply{Step:"prepared"} | Reply{Err}
-//	Exec + fds [stdin, stdout, stderr, ipc?, ► read by the forking thread: phase-2 mounts,
-//	  v1 tasks files..., files?, gate]        the workspace files, rlimits, /proc, cgroup
+//	Exec + fds [stdin, stdout, stderr, ipc?, ► read by the forking thread: phase-2 mounts
+//	  v1 tasks files..., files?, trees...,    (host trees moved in), the workspace files,
+//	  gate]                                   rlimits, /proc, cgroup
 //	                                          entry, no_new_privs, Landlock, seccomp,
 //	                                          fork+exec the program stopped before its
 //	                                          first instruction (ptrace)
@@ -93,8 +94,8 @@ type Rlimit struct {
 
 // Exec is the run: delivered with descriptors as SCM_RIGHTS in this order:
 // stdin, stdout, stderr, the protocol socket when IPC is set, CgroupTasks
-// tasks files, the files' content when Files is not empty, and last the
-// read end of the release gate, a pipe whose write end the supervisor
+// tasks files, the files' content when Files is not empty, Trees detached
+// mount trees, and last the read end of the release gate, a pipe whose write end the supervisor
 // keeps: one byte written there releases the stopped program (read by the
 // forking thread itself, the program's tracer).
 type Exec struct {
@@ -118,6 +119,10 @@ type Exec struct {
 	// each before it forks the program, which moves the thread itself into
 	// the run's cgroups (cgroup.Group.OpenTasks).
 	CgroupTasks int `json:"cgroupTasks,omitempty"`
+	// Trees is how many descriptors, before the gate, are detached mount
+	// trees the supervisor made for RunMounts' Tree mounts, in plan order
+	// (at most MaxTrees).
+	Trees int `json:"trees,omitempty"`
 	// Files are written into /workspace once the root is finished, before
 	// the program starts. Their contents, one after the other in this
 	// order, are a sealed memfd sent as a descriptor (a message stays
@@ -127,6 +132,9 @@ type Exec struct {
 
 // MaxFiles bounds Exec.Files.
 const MaxFiles = 4096
+
+// MaxTrees bounds Exec.Trees: the host mounts of one run.
+const MaxTrees = 64
 
 // File is one workspace file of Exec.Files.
 type File struct {

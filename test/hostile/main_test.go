@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,15 +30,6 @@ import (
 
 // secretEnv is set in the test process; no run may see it.
 const secretEnvName = "HOSTILE_SECRET_ENV"
-
-// sandboxID reports whether id is one of the built-in range's host ids, from
-// which every run as root takes its own pair.
-func sandboxID(id uint32) bool {
-	first, count, _ := strings.Cut(sandbox.DefaultHostIDRange, ":")
-	f, _ := strconv.ParseUint(first, 10, 32)
-	n, _ := strconv.ParseUint(count, 10, 32)
-	return uint64(id) >= f && uint64(id) < f+n
-}
 
 var secretEnvValue = "hostile-env-" + randHex(8)
 
@@ -363,8 +353,13 @@ func parseKV(b []byte) map[string]string {
 	return kv
 }
 
-// workdir makes a host directory for /workspace, writable by the sandbox
-// user (by "other": each run has its own host ids), and returns its path.
+// The owner of every workdir a case makes: neither root nor a sandbox id,
+// so a file of the run is told apart from both on the host.
+const workdirUID, workdirGID = 4242, 4343
+
+// workdir makes a private host directory for /workspace (0700, owned by
+// workdirUID:workdirGID: as root it is id-mapped, its owner is the sandbox
+// user) and returns its path.
 func (c *cctx) workdir() string {
 	c.t.Helper()
 	d, err := os.MkdirTemp("/tmp", "hostile-work-")
@@ -372,7 +367,9 @@ func (c *cctx) workdir() string {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { os.RemoveAll(d) })
-	os.Chmod(d, 0o777)
+	if err := os.Chown(d, workdirUID, workdirGID); err != nil {
+		c.t.Fatal(err)
+	}
 	c.ec.Workdir = d
 	return d
 }

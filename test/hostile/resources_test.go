@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -172,7 +171,7 @@ func resourceCases() []hcase {
 }
 
 // hostFileBounded checks a file the run wrote on the host: at most max
-// bytes, owned by the sandbox's host ids (never root).
+// bytes, owned by the workdir's owner (never root).
 func hostFileBounded(path string, max int64) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -181,10 +180,7 @@ func hostFileBounded(path string, max int64) error {
 	if fi.Size() > max {
 		return fmt.Errorf("HOST EFFECT: host file grew to %d bytes past the %d-byte limit", fi.Size(), max)
 	}
-	if st := fi.Sys().(*syscall.Stat_t); !sandboxID(st.Uid) {
-		return fmt.Errorf("HOST EFFECT: the run's file is owned by host uid %d, want an id of %s", st.Uid, sandbox.DefaultHostIDRange)
-	}
-	return nil
+	return ownedByWorkdirOwner(path)
 }
 
 func outputBounded(b []byte, truncated bool, max int) error {

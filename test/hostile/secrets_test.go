@@ -151,7 +151,7 @@ echo cg=$(cat /proc/self/cgroup | tr '\n' ' ')`)
 			wd := c.workdir()
 			o := c.run("probe", "write", "/workspace/out+")
 			errs := []error{ok(o), kvIn(o, "write0", "ok")}
-			if err := ownedBySandbox(filepath.Join(wd, "out")); err != nil {
+			if err := ownedByWorkdirOwner(filepath.Join(wd, "out")); err != nil {
 				errs = append(errs, err)
 			}
 			return all(errs...)
@@ -168,6 +168,24 @@ echo cg=$(cat /proc/self/cgroup | tr '\n' ' ')`)
 			}
 			if _, err := os.Lstat(filepath.Join(wd, ".git", "hooks", "pre-commit")); err == nil {
 				errs = append(errs, fmt.Errorf("HOST EFFECT: a git hook was planted on the host"))
+			}
+			return all(errs...)
+		}},
+		{name: "git_dir_unmount_or_remount", fn: func(c *cctx) error {
+			// The supervisor makes id-mapped trees, whose flags the kernel
+			// does not lock: only the missing capabilities and seccomp keep
+			// the program from lifting the read-only .git off the workdir.
+			wd := c.workdir()
+			os.MkdirAll(filepath.Join(wd, ".git"), 0o755)
+			cfg := filepath.Join(wd, ".git", "config")
+			os.WriteFile(cfg, []byte("[core]\n"), 0o644)
+			o := c.run("sh", "-c", `umount -l /workspace/.git 2>/dev/null; echo umount=$?
+mount -o remount,rw,bind /workspace/.git 2>/dev/null; echo remount=$?
+mount -o remount,suid /workspace 2>/dev/null; echo suid=$?
+echo hook > /workspace/.git/config 2>/dev/null; echo write=$?`)
+			errs := []error{ok(o), kvNot(o, "umount", "0"), kvNot(o, "remount", "0"), kvNot(o, "suid", "0"), kvNot(o, "write", "0")}
+			if b, _ := os.ReadFile(cfg); string(b) != "[core]\n" {
+				errs = append(errs, fmt.Errorf("HOST EFFECT: host .git/config rewritten: %q", b))
 			}
 			return all(errs...)
 		}},
@@ -205,13 +223,15 @@ func readAll(paths []string) map[string]string {
 	return m
 }
 
-func ownedBySandbox(path string) error {
+// ownedByWorkdirOwner checks that a file the run created in its workdir
+// belongs to the directory's owner: never root, never a sandbox id.
+func ownedByWorkdirOwner(path string) error {
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return err
 	}
-	if uid, gid := statOwner(fi); !sandboxID(uid) || !sandboxID(gid) {
-		return fmt.Errorf("HOST EFFECT: %s owned by host %d:%d, want ids of the sandbox range", path, uid, gid)
+	if uid, gid := statOwner(fi); uid != workdirUID || gid != workdirGID {
+		return fmt.Errorf("HOST EFFECT: %s owned by host %d:%d, want the workdir's owner %d:%d", path, uid, gid, workdirUID, workdirGID)
 	}
 	return nil
 }

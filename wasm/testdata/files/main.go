@@ -5,6 +5,7 @@
 //	read PATH           print "read PATH: ok <content>" or "read PATH: err <error>"
 //	write PATH TEXT     print "write PATH: ok" or "write PATH: err <error>"
 //	symlink OLD NEW     print "symlink NEW: ok" or "symlink NEW: err <error>"
+//	mkdir PATH          print "mkdir PATH: ok" or "mkdir PATH: err <error>"
 package main
 
 import (
@@ -28,6 +29,10 @@ func main() {
 			err := os.Symlink(args[1], args[2])
 			report("symlink", args[2], err, "")
 			args = args[3:]
+		case "mkdir":
+			err := os.Mkdir(args[1], 0o755)
+			report("mkdir", args[1], err, "")
+			args = args[2:]
 		default:
 			fmt.Fprintln(os.Stderr, "unknown op", args[0])
 			os.Exit(2)
