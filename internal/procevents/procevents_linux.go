@@ -59,7 +59,8 @@ type Watcher struct {
 	fd      int
 	mu      sync.Mutex
 	tracked map[int]*Run
-	runs    int // runs between Track and Done; listening while > 0
+	runs    int  // runs between Track and Done; listening while > 0
+	on      bool // subscribed: the kernel counts this socket as a listener
 	lost    atomic.Int64
 	seen    atomic.Int64 // events read, for tests
 }
@@ -110,14 +111,20 @@ func (w *Watcher) listen(on bool) error {
 	if on {
 		opt, op = unix.NETLINK_ADD_MEMBERSHIP, procCnMcastListen
 	}
+	if on == w.on {
+		return nil
+	}
 	if on {
 		if err := unix.SetsockoptInt(w.fd, unix.SOL_NETLINK, opt, cnIdxProc); err != nil {
 			return fmt.Errorf("procevents: join the proc events group: %w", err)
 		}
 	}
+	// The kernel's listener count is host-wide: it is decremented only
+	// after this socket incremented it, never twice.
 	if err := sendCtl(w.fd, op); err != nil {
 		return err
 	}
+	w.on = on
 	if !on {
 		if err := unix.SetsockoptInt(w.fd, unix.SOL_NETLINK, opt, cnIdxProc); err != nil {
 			return fmt.Errorf("procevents: leave the proc events group: %w", err)
