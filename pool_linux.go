@@ -17,6 +17,10 @@ import (
 type warm struct {
 	box   *proc.Sandbox
 	group cgroup.Group
+	// prepared: the init has answered Prepare. A cold run does not wait
+	// for it: Exec follows Prepare at once and reads both answers (one
+	// round trip instead of two).
+	prepared bool
 }
 
 func (w *warm) close() {
@@ -28,7 +32,9 @@ func (w *warm) close() {
 
 // prepare builds a warm sandbox for prep: the expensive part of a run that
 // does not depend on the command.
-func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
+// wait is for the pool, whose sandboxes must be ready before a run takes
+// them; a cold run passes false and pipelines Exec behind Prepare.
+func (s *subprocess) prepare(prep spec.Prepare, wait bool) (*warm, error) {
 	w := &warm{}
 	opts := proc.Options{HostNetwork: s.cfg.Permissions.Network == NetworkHost, CgroupFD: -1}
 	moveIn := false
@@ -71,10 +77,14 @@ func (s *subprocess) prepare(prep spec.Prepare) (*warm, error) {
 		// cgroup.kill (the v1 freezer kill still covers it).
 		_ = w.group.EnterLeaf(box.Pid)
 	}
+	if !wait {
+		return w, nil
+	}
 	if err := box.WaitPrepared(); err != nil {
 		w.close()
 		return nil, err
 	}
+	w.prepared = true
 	return w, nil
 }
 
@@ -106,7 +116,7 @@ func newPool(s *subprocess, size int) *pool {
 	// One refill worker per core, at most one per slot: preparing a
 	// sandbox is mostly the init's own start (CPU), and no global lock
 	// serialises preparations any more (RATIONALE "Placing the program").
-	return startPool(size, min(size, runtime.NumCPU()), func() (*warm, error) { return s.prepare(prep) })
+	return startPool(size, min(size, runtime.NumCPU()), func() (*warm, error) { return s.prepare(prep, true) })
 }
 
 func startPool(size, workers int, prepare func() (*warm, error)) *pool {

@@ -44,6 +44,7 @@ type subRun struct {
 	listener       *seccomp.Listener
 	stopListener   context.CancelFunc
 	events         *procevents.Run // nil when process events are unavailable
+	prepared       bool            // the init answered Prepare before Exec (a warm sandbox)
 	listenerDone   chan struct{}
 	ownFilter      atomic.Bool // the program installed a seccomp filter of its own
 
@@ -240,7 +241,7 @@ func (r *subRun) start() (pipes, error) {
 	}
 	theirs = append(theirs, trees...)
 	execSpec.Trees = len(trees)
-	started, err := r.box.Exec(execSpec, theirs, true)
+	started, err := r.box.Exec(execSpec, theirs, r.prepared)
 	closeFiles(theirs)
 	theirs = nil
 	if err != nil {
@@ -276,7 +277,7 @@ func (r *subRun) acquire(prep spec.Prepare) error {
 			return nil
 		}
 	}
-	w, err := r.s.prepare(prep)
+	w, err := r.s.prepare(prep, false)
 	if err != nil {
 		return err
 	}
@@ -643,7 +644,7 @@ func (r *subRun) end() { r.overOnce.Do(func() { close(r.over) }) }
 // use makes w the run's sandbox; a kill that came first applies to it.
 func (r *subRun) use(w *warm) {
 	r.mu.Lock()
-	r.box, r.group = w.box, w.group
+	r.box, r.group, r.prepared = w.box, w.group, w.prepared
 	r.mu.Unlock()
 	select {
 	case <-r.killed:
