@@ -148,40 +148,9 @@ func testPipeBudgetPerRun(t *testing.T) {
 	probe := fmt.Sprintf(grow, 1, "")
 	cfg := c.cfg
 	cfg.Execution.Timeout = sandbox.Duration(30 * time.Second)
-	holding := make(chan struct{}, 1)
-	cfg.Observers = []sandbox.Observer{{OnLog: func(e sandbox.LogEvent) {
-		if strings.HasPrefix(e.Line.Message, "grown=64") {
-			holding <- struct{}{}
-		}
-	}}}
 	runMu.Lock()
 	defer runMu.Unlock()
-	r, err := sandbox.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
-	done := make(chan *sandbox.Result, 1)
-	go func() {
-		res, err := r.Run(context.Background(), sandbox.Command("python3", "-c", hold, c.mark), pr, nil)
-		pr.Close()
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
-	select {
-	case <-holding:
-	case res := <-done:
-		t.Fatalf("the holding run ended early: %s %+v\n%s\n%s", res.Status, res.Error, res.Stdout, res.Stderr)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the holding run did not grow its pipes in 20s")
-	}
+	r, pw, done := holdRun(t, cfg, hold, c.mark, "grown=64")
 	second, err := r.Run(context.Background(), sandbox.Command("python3", "-c", probe, c.mark), nil, nil)
 	pw.Close()
 	first := <-done
@@ -224,41 +193,9 @@ func testAIONotShared(t *testing.T) {
 		"r=libc.syscall(nr,65536,ctypes.byref(ctx))\n" +
 		"print('io_setup=%s' % ('ok' if r == 0 else errno.errorcode.get(ctypes.get_errno(),'?')), flush=True)\n" +
 		"sys.stdin.read()\n"
-	cfg := c.cfg
-	held := make(chan struct{}, 1)
-	cfg.Observers = []sandbox.Observer{{OnLog: func(e sandbox.LogEvent) {
-		if strings.HasPrefix(e.Line.Message, "io_setup=") {
-			held <- struct{}{}
-		}
-	}}}
 	runMu.Lock()
 	defer runMu.Unlock()
-	r, err := sandbox.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
-	done := make(chan *sandbox.Result, 1)
-	go func() {
-		res, err := r.Run(context.Background(), sandbox.Command("python3", "-c", script, c.mark), pr, nil)
-		pr.Close()
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
-	select {
-	case <-held:
-	case res := <-done:
-		t.Fatalf("the run ended early: %s %+v\n%s\n%s", res.Status, res.Error, res.Stdout, res.Stderr)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the run did not report its io_setup in 20s")
-	}
+	_, pw, done := holdRun(t, c.cfg, script, c.mark, "io_setup=")
 	during, _ := aioNr()
 	// Host root's own context, while the run is still in flight.
 	var ctx uint64
@@ -295,4 +232,48 @@ func aioNr() (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// holdRun starts a python3 script in a run of its own Runner and returns
+// once the run has logged a line starting with prefix; the script then
+// blocks on stdin, held open by pw until the caller closes it, and done
+// delivers the Result. The Runner is closed at the end of the test.
+func holdRun(t *testing.T, cfg sandbox.Config, script, mark, prefix string) (*sandbox.Runner, *os.File, <-chan *sandbox.Result) {
+	t.Helper()
+	reached := make(chan struct{}, 1)
+	cfg.Observers = append(cfg.Observers, sandbox.Observer{OnLog: func(e sandbox.LogEvent) {
+		if strings.HasPrefix(e.Line.Message, prefix) {
+			select {
+			case reached <- struct{}{}:
+			default:
+			}
+		}
+	}})
+	r, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pw.Close() })
+	done := make(chan *sandbox.Result, 1)
+	go func() {
+		res, err := r.Run(context.Background(), sandbox.Command("python3", "-c", script, mark), pr, nil)
+		pr.Close()
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	select {
+	case <-reached:
+	case res := <-done:
+		t.Fatalf("the held run ended before logging %q: %s %+v\n%s\n%s", prefix, res.Status, res.Error, res.Stdout, res.Stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the held run did not log %q in 20s", prefix)
+	}
+	return r, pw, done
 }
