@@ -42,16 +42,32 @@ func (r *hookRecorder) observer() sandbox.Observer {
 	}
 }
 
-// completed waits until the hookRecorder saw OnComplete and returns its events.
-func (r *hookRecorder) completed(t *testing.T) []string {
+// completed returns the events r has seen once every run before it has
+// ended. A sentinel run on runner follows: each observer's events arrive in
+// order, so what r saw before the sentinel's start is final, and an event
+// delivered after a run's OnComplete would show up in what is returned.
+func (r *hookRecorder) completed(t *testing.T, runner *sandbox.Runner) []string {
 	t.Helper()
+	res, err := runner.Run(t.Context(), sandbox.GoFunc(func(_ context.Context, _ any, h *sandbox.HandlerContext) (any, error) {
+		h.Log("info", sentinel, nil)
+		return nil, nil
+	}), nil, nil)
+	if err != nil || !res.OK {
+		t.Fatalf("sentinel run: %v %+v", err, res)
+	}
+	var ev []string
 	waitUntil(t, func() bool {
-		ev := r.get()
-		return len(ev) > 0 && len(ev[len(ev)-1]) > 8 && ev[len(ev)-1][:8] == "complete"
+		ev = r.get()
+		return slices.Contains(ev, "log "+sentinel)
 	})
-	time.Sleep(20 * time.Millisecond) // nothing may follow OnComplete
-	return r.get()
+	i := slices.Index(ev, "log "+sentinel)
+	if i < 1 || ev[i-1] != "start func" {
+		t.Fatalf("events before the sentinel's log: %q", ev[:i])
+	}
+	return ev[:i-1]
 }
+
+const sentinel = "sentinel: every earlier run has ended"
 
 func TestHooksOrder(t *testing.T) {
 	work := func(ctx context.Context, _ any, h *sandbox.HandlerContext) (any, error) {
@@ -65,6 +81,7 @@ func TestHooksOrder(t *testing.T) {
 		h.Log("error", "failing", nil)
 		return nil, sandbox.NewError("E_X", "bad")
 	}
+	var cancelRun context.CancelFunc // the running subtest's
 	tests := []struct {
 		name   string
 		f      sandbox.Func
@@ -75,6 +92,7 @@ func TestHooksOrder(t *testing.T) {
 		{"error", failing, false, []string{"start func", "log failing", "error handler_error", "complete handler_error"}},
 		{"cancelled", func(ctx context.Context, _ any, h *sandbox.HandlerContext) (any, error) {
 			h.Progress(10, "waiting")
+			cancelRun() // the caller cancels while the function runs
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}, true, []string{"start func", "progress 10 waiting", "cancel", "error cancelled", "complete cancelled"}},
@@ -85,9 +103,7 @@ func TestHooksOrder(t *testing.T) {
 			r := goRunner(t, sandbox.Config{Observers: []sandbox.Observer{rec.observer()}})
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			if tt.cancel {
-				time.AfterFunc(30*time.Millisecond, cancel)
-			}
+			cancelRun = cancel
 			res := runFunc(t, r, ctx, tt.f, nil, nil)
 			// OnComplete is delivered before Run returns (for an observer
 			// that keeps up).
@@ -95,7 +111,7 @@ func TestHooksOrder(t *testing.T) {
 			if len(ev) == 0 || ev[len(ev)-1] != "complete "+string(res.Status) {
 				t.Errorf("when Run returned, the observer had seen %v", ev)
 			}
-			if got := rec.completed(t); !slices.Equal(got, tt.want) {
+			if got := rec.completed(t, r); !slices.Equal(got, tt.want) {
 				t.Errorf("hooks:\n got %q\nwant %q", got, tt.want)
 			}
 		})
@@ -116,12 +132,12 @@ func TestHooksManyObserversSameOrder(t *testing.T) {
 		}
 		return nil, errors.New("x")
 	}, nil, nil)
-	first := recs[0].completed(t)
+	first := recs[0].completed(t, r)
 	if len(first) != 1+50+2 {
 		t.Errorf("observer 0 saw %d events, want 53", len(first))
 	}
 	for i, rec := range recs[1:] {
-		if got := rec.completed(t); !slices.Equal(got, first) {
+		if got := rec.completed(t, r); !slices.Equal(got, first) {
 			t.Errorf("observer %d saw %v, observer 0 saw %v", i+1, got, first)
 		}
 	}
@@ -162,10 +178,11 @@ func TestHooksPanickingObserver(t *testing.T) {
 		want = append(want, "start func", "log line", "progress 1 p", "complete ok")
 	}
 	want = append(want, "start func", "error handler_error", "complete handler_error")
-	if got := rec.completed(t); !slices.Equal(got, want) {
+	if got := rec.completed(t, r); !slices.Equal(got, want) {
 		t.Errorf("healthy observer:\n got %q\nwant %q", got, want)
 	}
-	waitUntil(t, func() bool { return calls.Load() == 15 })
+	// 15 calls for the four runs, 3 (start, log, complete) for the sentinel.
+	waitUntil(t, func() bool { return calls.Load() == 18 })
 }
 
 func TestHooksBlockingObserver(t *testing.T) {
