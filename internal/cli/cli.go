@@ -41,7 +41,7 @@ func commands() []command {
 	cmds := []command{
 		{"run", "run a command, a handler or a WASI module in a sandbox", runCmd},
 		{"doctor", "what this host can enforce, and how to fix what it cannot", doctorCmd},
-		{"bench", "measure plain exec, cold and pooled sandbox start", benchCmd},
+		{"bench", "measure plain exec, cold, CLI, bubblewrap and pooled sandbox start", benchCmd},
 		{"version", "print the version", versionCmd},
 	}
 	// Registered commands come first, so they win over a built-in name.
