@@ -34,29 +34,7 @@ func main() {
 	n := flag.Int("n", 200, "rounds (each runs every command once)")
 	warm := flag.Int("warmup", 5, "unmeasured rounds first (page cache, lazy binding)")
 	flag.Parse()
-	var subs []*subject
-	cur := []string{}
-	flush := func() {
-		if len(cur) == 0 {
-			return
-		}
-		s := &subject{argv: cur}
-		if name, rest, ok := strings.Cut(cur[0], "="); ok && name != "" && rest != "" && !strings.Contains(name, "/") {
-			s.name, s.argv = name, append([]string{rest}, cur[1:]...)
-		} else {
-			s.name = strings.Join(cur, " ")
-		}
-		subs = append(subs, s)
-		cur = []string{}
-	}
-	for _, a := range flag.Args() {
-		if a == "---" {
-			flush()
-			continue
-		}
-		cur = append(cur, a)
-	}
-	flush()
+	subs := subjects(flag.Args())
 	if len(subs) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: alternate [-n N] -- CMD [ARG...] [--- CMD [ARG...]]...")
 		os.Exit(2)
@@ -112,4 +90,32 @@ func main() {
 		}
 		fmt.Println()
 	}
+}
+
+// subjects splits args at each lone "---" into commands; NAME=PROG as a
+// command's first word names it NAME (a NAME without a slash, so that a path
+// with "=" in it still runs).
+func subjects(args []string) []*subject {
+	var subs []*subject
+	cur := []string{}
+	flush := func() {
+		if len(cur) == 0 {
+			return
+		}
+		s := &subject{argv: cur, name: strings.Join(cur, " ")}
+		if name, prog, ok := strings.Cut(cur[0], "="); ok && name != "" && prog != "" && !strings.Contains(name, "/") {
+			s.name, s.argv = name, append([]string{prog}, cur[1:]...)
+		}
+		subs = append(subs, s)
+		cur = []string{}
+	}
+	for _, a := range args {
+		if a == "---" {
+			flush()
+			continue
+		}
+		cur = append(cur, a)
+	}
+	flush()
+	return subs
 }
