@@ -22,7 +22,7 @@ import (
 // timeout) and returns 0. Bad flags or configuration, or a host that cannot
 // enforce the configuration: one line on stderr, 125. As an ordinary user
 // it serves rootless, like `sandbox run`. The caller must have called
-// initproc.MaybeRun first (cmd/sandbox does).
+// initproc.MaybeRun first (cmd/sandbox-serve does).
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

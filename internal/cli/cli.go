@@ -25,8 +25,9 @@ type command struct {
 	run     func(env *Env, args []string) int
 }
 
-// Commands that other packages add (sandbox serve lives in server/, so the
-// CLI does not link the HTTP stack unless it is built in).
+// Commands that other packages add. A registered "serve" replaces the
+// built-in one, which runs the sandbox-serve binary (serve.go), for a program
+// that links the server in.
 var extra []command
 
 // Register adds a command, for packages that provide one (server).
@@ -40,10 +41,12 @@ func commands() []command {
 	cmds := []command{
 		{"run", "run a command, a handler or a WASI module in a sandbox", runCmd},
 		{"doctor", "what this host can enforce, and how to fix what it cannot", doctorCmd},
-		{"bench", "measure plain exec, cold and pooled sandbox start", benchCmd},
+		{"bench", "measure plain exec, cold, CLI, bubblewrap and pooled sandbox start", benchCmd},
 		{"version", "print the version", versionCmd},
 	}
-	return append(cmds, extra...)
+	// Registered commands come first, so they win over a built-in name.
+	cmds = append(extra, cmds...)
+	return append(cmds, command{"serve", "serve the HTTP API (POST /v1/runs); runs " + serveBinary, serveCmd})
 }
 
 // Exit statuses of usage errors (docs/cli.md: bad flags exit 125).

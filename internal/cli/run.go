@@ -297,15 +297,16 @@ func runCmd(env *Env, args []string) int {
 		con = newConsole(env.Stderr)
 		cfg.Observers = append(cfg.Observers, con.observer())
 	}
+	signals := notifyContextSoon(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	r, err := sandbox.New(cfg)
+	ctx, stop := signals()
+	defer stop()
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "sandbox run: %s\n", f.explain(err))
 		return exitUsage
 	}
 	defer r.Close()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
 	var res *sandbox.Result
 	if f.json {
 		res, err = r.Run(ctx, h, input, ec)
@@ -583,4 +584,25 @@ func position(data []byte, off int64) string {
 	line := 1 + bytes.Count(data[:off], []byte("\n"))
 	col := off - int64(bytes.LastIndexByte(data[:off], '\n'))
 	return fmt.Sprintf("%d, column %d", line, col)
+}
+
+// notifyContextSoon is signal.NotifyContext begun now and taken when the
+// returned function is called. A process's first signal.Notify starts the
+// runtime's signal thread and waits for it (0.2-0.3 ms here); begun before
+// sandbox.New, that wait overlaps New's probes instead of delaying the run.
+// The run still starts only once the signals are caught, as before.
+func notifyContextSoon(sigs ...os.Signal) func() (context.Context, context.CancelFunc) {
+	type notified struct {
+		ctx  context.Context
+		stop context.CancelFunc
+	}
+	ready := make(chan notified, 1)
+	go func() {
+		ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+		ready <- notified{ctx, stop}
+	}()
+	return func() (context.Context, context.CancelFunc) {
+		n := <-ready
+		return n.ctx, n.stop
+	}
 }
